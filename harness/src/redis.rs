@@ -1,0 +1,192 @@
+//! A real `redis-server` for tests.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::process::{self, RunDir};
+
+/// Databases configured on test servers: each test takes one, so many tests can share a server.
+const DATABASES: u32 = 4096;
+
+/// A Redis database of its own for one test, on the test binary's shared server.
+#[derive(Debug, Clone)]
+pub struct TestRedis {
+    pub port: u16,
+    pub db: u32,
+}
+
+impl TestRedis {
+    /// `redis://127.0.0.1:<port>/<db>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/{}", self.port, self.db)
+    }
+
+    /// A client for assertions on this test's database.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("a redis:// URL is valid")
+    }
+}
+
+/// This test's own database on the shared server: its number comes from a counter on the
+/// server, and it is flushed before use, so no two tests of a run ever see each other's keys.
+pub fn test_redis() -> TestRedis {
+    let port = shared_port();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).expect("valid URL");
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("the harness Redis accepts connections");
+    let n: u32 = redis::cmd("INCR")
+        .arg("harness:next_db")
+        .query(&mut conn)
+        .expect("INCR works");
+    let db = 1 + (n - 1) % (DATABASES - 1);
+    redis::pipe()
+        .cmd("SELECT")
+        .arg(db)
+        .cmd("FLUSHDB")
+        .query::<()>(&mut conn)
+        .expect("SELECT and FLUSHDB work");
+    TestRedis { port, db }
+}
+
+fn shared_port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let run = process::lock_run_dir();
+        let port_file = run.path.join("redis.port");
+        if let Some(port) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|p| process::wait_for_port(*p, Duration::from_millis(200)))
+        {
+            return port;
+        }
+        let dir = run.path.join("redis");
+        std::fs::create_dir_all(&dir).expect("the redis folder can be created");
+        let port = process::free_port();
+        let child = spawn(&dir, port);
+        process::start_watchdog(&run.path, &[child.id()]);
+        std::fs::write(&port_file, port.to_string()).expect("the port file can be written");
+        keep_lock_until_written(run);
+        port
+    })
+}
+
+fn keep_lock_until_written(run: RunDir) {
+    drop(run);
+}
+
+fn spawn(dir: &std::path::Path, port: u16) -> Child {
+    let bin = process::find_binary("redis-server", "redis-server");
+    let mut cmd = Command::new(bin);
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ])
+        .arg("--databases")
+        .arg(DATABASES.to_string())
+        .arg("--dir")
+        .arg(dir)
+        .arg("--pidfile")
+        .arg(dir.join("redis.pid"));
+    let mut child = process::spawn_detached(&mut cmd, &dir.join("redis.log"));
+    if !process::wait_for_port(port, Duration::from_secs(10)) {
+        let _ = child.kill();
+        let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start on port {port}:\n{log}");
+    }
+    child
+}
+
+/// A Redis server owned by one test, which may stop and restart it (same port, so clients
+/// configured with its URL reconnect to the new process). Killed when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Start a new server on a free port.
+    pub fn start() -> Self {
+        let dir = process::scratch_dir();
+        let port = process::free_port();
+        let child = spawn(dir.path(), port);
+        // The watchdog watches this test process (not the runner): the server is this test's.
+        watch_own_process(dir.path().to_path_buf(), child.id());
+        Self {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// `redis://127.0.0.1:<port>/<db>`.
+    pub fn url(&self, db: u32) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stop the server (SIGTERM, then wait).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+
+    /// Start it again on the same port with an empty data set.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = spawn(self.dir.path(), self.port);
+        watch_own_process(self.dir.path().to_path_buf(), child.id());
+        self.child = Some(child);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// SIGTERM a child and reap it; SIGKILL if it takes more than five seconds.
+pub fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    for _ in 0..500 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A watchdog for a server a single test owns: if the test process dies without running
+/// destructors (abort, SIGKILL), the server still goes away.
+fn watch_own_process(dir: PathBuf, pid: u32) {
+    const SCRIPT: &str = r#"
+watch=$1; pid=$2
+while kill -0 "$watch" 2>/dev/null; do sleep 0.5; done
+kill -9 "$pid" 2>/dev/null
+"#;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg("watchdog")
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string());
+    process::spawn_detached(&mut cmd, &dir.join(format!("watchdog-{pid}.log")));
+}

@@ -1,0 +1,106 @@
+//! The client's IP address, for per-IP limits.
+//!
+//! `X-Forwarded-For` is believed only when the TCP peer is a trusted proxy (`TRUSTED_PROXIES`,
+//! default the local nginx). The header is then read from the right, skipping further trusted
+//! hops, so a client cannot pick its own address by sending a forged header through nginx.
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use ipnet::IpNet;
+
+/// The client address of `req`, given the trusted proxy networks.
+pub fn of(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let xff = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    resolve(peer, xff, trusted)
+}
+
+/// The rule, separated from actix for testing.
+pub fn resolve(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let Some(xff) = xff else { return Some(peer) };
+    let mut client = peer;
+    for hop in xff.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // A garbage entry ends the trusted chain: stay with the last good address.
+            Err(_) => break,
+        }
+    }
+    Some(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let trusted: Vec<IpNet> = vec![
+            "127.0.0.1/32".parse().expect("net"),
+            "10.0.0.0/8".parse().expect("net"),
+        ];
+        let cases = [
+            (
+                "untrusted peer ignores the header",
+                "203.0.113.9",
+                Some("1.2.3.4"),
+                "203.0.113.9",
+            ),
+            (
+                "trusted peer without header",
+                "127.0.0.1",
+                None,
+                "127.0.0.1",
+            ),
+            (
+                "trusted peer, one hop",
+                "127.0.0.1",
+                Some("198.51.100.7"),
+                "198.51.100.7",
+            ),
+            (
+                "forged leftmost entry is skipped",
+                "127.0.0.1",
+                Some("6.6.6.6, 198.51.100.7"),
+                "198.51.100.7",
+            ),
+            (
+                "trusted hops are skipped",
+                "127.0.0.1",
+                Some("198.51.100.7, 10.1.2.3"),
+                "198.51.100.7",
+            ),
+            (
+                "garbage stops the walk",
+                "127.0.0.1",
+                Some("198.51.100.7, junk"),
+                "127.0.0.1",
+            ),
+        ];
+        for (why, peer, xff, want) in cases {
+            assert_eq!(
+                resolve(Some(ip(peer)), xff, &trusted),
+                Some(ip(want)),
+                "{why}"
+            );
+        }
+    }
+}

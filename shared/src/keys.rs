@@ -1,0 +1,62 @@
+//! Every Redis key name, built in one place (DESIGN §3). The names are the original tutorial's,
+//! so a Django meiduo and these services can share one Redis database.
+
+use crate::domain::{ImageCodeId, Mobile};
+
+/// Seconds an image captcha lives (`img_{uuid}`).
+pub const IMAGE_CODE_TTL_SECS: u64 = 300;
+/// Seconds an SMS code lives (`sms_{mobile}`), and its attempt counter.
+pub const SMS_CODE_TTL_SECS: u64 = 300;
+/// Seconds between two sends to one mobile (`send_flag_{mobile}`).
+pub const SEND_FLAG_TTL_SECS: u64 = 60;
+
+/// `img_{uuid}`: the captcha text for one image code id.
+pub fn image_code(id: &ImageCodeId) -> String {
+    format!("img_{id}")
+}
+
+/// `sms_{mobile}`: the SMS code sent to a mobile.
+pub fn sms_code(mobile: &Mobile) -> String {
+    format!("sms_{}", mobile.as_str())
+}
+
+/// `send_flag_{mobile}`: set for 60 s after a send, the original's resend guard.
+pub fn send_flag(mobile: &Mobile) -> String {
+    format!("send_flag_{}", mobile.as_str())
+}
+
+/// `sms_attempts_{mobile}`: wrong guesses of the current SMS code.
+pub fn sms_attempts(mobile: &Mobile) -> String {
+    format!("sms_attempts_{}", mobile.as_str())
+}
+
+/// `rl:{scope}:{key}`: a rate-limit counter.
+pub fn rate_limit(scope: &str, key: &str) -> String {
+    format!("rl:{scope}:{key}")
+}
+
+/// `sms_sent:{request_id}`: set by sms-worker once the provider accepted a job's message, so a
+/// redelivered job is not sent twice.
+pub fn sms_sent(request_id: &uuid::Uuid) -> String {
+    format!("sms_sent:{request_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_are_the_tutorials() {
+        let m = Mobile::parse("13800138000").expect("valid");
+        let id = ImageCodeId::parse("6A5F1E7C-0B4D-4E8E-9A1B-2C3D4E5F6A7B").expect("valid");
+        assert_eq!(image_code(&id), "img_6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7b");
+        assert_eq!(sms_code(&m), "sms_13800138000");
+        assert_eq!(send_flag(&m), "send_flag_13800138000");
+        assert_eq!(sms_attempts(&m), "sms_attempts_13800138000");
+        assert_eq!(rate_limit("sms_ip", "127.0.0.1"), "rl:sms_ip:127.0.0.1");
+        assert_eq!(
+            sms_sent(&uuid::Uuid::nil()),
+            "sms_sent:00000000-0000-0000-0000-000000000000"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Code that two or more meiduo-auth crates need, and nothing else: configuration loading,
+//! telemetry, the DRF-compatible error body and its actix-web plumbing, newtypes parsed at the
+//! boundary (`Mobile`, `Username`, `ImageCodeId`, `SmsCode`), the Redis key names of the original
+//! tutorial, the `SendSmsCode` job payload, and the small Redis building blocks (pool, rate limit).
+//!
+//! No handlers and no SQL live here.
+
+pub mod client_ip;
+pub mod config;
+pub mod domain;
+pub mod drf;
+pub mod http;
+pub mod jobs;
+pub mod keys;
+pub mod metrics;
+pub mod queue;
+pub mod rate_limit;
+pub mod redis_pool;
+pub mod shutdown;
+pub mod telemetry;

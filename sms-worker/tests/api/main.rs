@@ -1,0 +1,4 @@
+//! Tests of sms-worker against a real Redis queue.
+
+mod health;
+mod helpers;

@@ -1,0 +1,4 @@
+//! API tests of verifications-svc against a real Redis.
+
+mod health;
+mod helpers;
