@@ -353,6 +353,128 @@ mod tests {
         }
     }
 
+    /// An app wired the way every service wires it, with one route per extractor.
+    async fn app() -> impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    > {
+        use actix_web::{App, middleware::from_fn, test};
+        #[derive(serde::Deserialize)]
+        struct Q {
+            #[expect(dead_code, reason = "only its parsing matters here")]
+            n: u32,
+        }
+        #[derive(serde::Deserialize)]
+        struct B {
+            #[expect(dead_code, reason = "only its parsing matters here")]
+            a: String,
+        }
+        test::init_service(
+            App::new()
+                .wrap(from_fn(crate::telemetry::observe))
+                .configure(configure_extractors)
+                .service(
+                    web::resource("/q/")
+                        .route(
+                            web::get().to(|_: web::Query<Q>| async { HttpResponse::Ok().finish() }),
+                        )
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(web::resource("/p/{n}/").route(
+                    web::get().to(|_: web::Path<u32>| async { HttpResponse::Ok().finish() }),
+                ))
+                .service(
+                    web::resource("/j/").route(
+                        web::post().to(|_: web::Json<B>| async { HttpResponse::Ok().finish() }),
+                    ),
+                )
+                .service(web::resource("/body/").route(web::post().to(
+                    |req: HttpRequest, payload: web::Payload| async move {
+                        let body = read_body(&req, payload).await?;
+                        let map = parse_object(&req, &body)?;
+                        Ok::<_, ApiError>(HttpResponse::Ok().json(map))
+                    },
+                )))
+                .service(web::resource("/plain/").route(web::get().to(|| async {
+                    HttpResponse::BadRequest()
+                        .content_type("text/plain")
+                        .body("nope")
+                })))
+                .default_service(web::to(not_found)),
+        )
+        .await
+    }
+
+    async fn call(req: TestRequest) -> (u16, String) {
+        let app = app().await;
+        let res = actix_web::test::call_service(&app, req.to_request()).await;
+        let status = res.status().as_u16();
+        let ct = res.headers().get(header::CONTENT_TYPE).cloned();
+        let body = actix_web::test::read_body(res).await;
+        let body = String::from_utf8(body.to_vec()).expect("utf8");
+        if status >= 400 {
+            assert_eq!(
+                ct.as_ref().and_then(|v| v.to_str().ok()),
+                Some("application/json"),
+                "{body}"
+            );
+        }
+        (status, body)
+    }
+
+    #[actix_web::test]
+    async fn every_framework_error_is_drf_json() {
+        let big = "x".repeat(MAX_BODY_BYTES + 1);
+        let cases: Vec<(&str, TestRequest, u16, String)> = vec![
+            ("unknown route", TestRequest::get().uri("/nope/"), 404, r#"{"detail":"Not found."}"#.into()),
+            ("path that fails its type", TestRequest::get().uri("/p/abc/"), 404, r#"{"detail":"Not found."}"#.into()),
+            ("wrong method", TestRequest::post().uri("/q/"), 405, r#"{"detail":"方法 “POST” 不被允许。"}"#.into()),
+            ("wrong method DELETE", TestRequest::delete().uri("/q/"), 405, r#"{"detail":"方法 “DELETE” 不被允许。"}"#.into()),
+            ("bad query", TestRequest::get().uri("/q/?n=x"), 400, r#"{"detail":"Query parse error - Query deserialize error: invalid digit found in string"}"#.into()),
+            (
+                "JSON with the wrong content type",
+                TestRequest::post().uri("/j/").insert_header((header::CONTENT_TYPE, "text/plain")).set_payload("{}"),
+                415,
+                r#"{"detail":"不支持请求中的媒体类型 “text/plain”。"}"#.into(),
+            ),
+            (
+                "JSON that does not parse",
+                TestRequest::post().uri("/j/").insert_header((header::CONTENT_TYPE, "application/json")).set_payload("{"),
+                400,
+                r#"{"detail":"JSON parse error - EOF while parsing an object at line 1 column 1"}"#.into(),
+            ),
+            (
+                "JSON body over 16 KiB",
+                TestRequest::post().uri("/j/").insert_header((header::CONTENT_TYPE, "application/json")).set_payload(big.clone()),
+                413,
+                r#"{"detail":"请求体过大。"}"#.into(),
+            ),
+            (
+                "raw body over 16 KiB",
+                TestRequest::post().uri("/body/").insert_header((header::CONTENT_TYPE, "application/json")).set_payload(big),
+                413,
+                r#"{"detail":"请求体过大。"}"#.into(),
+            ),
+            (
+                "a JSON list",
+                TestRequest::post().uri("/body/").insert_header((header::CONTENT_TYPE, "application/json")).set_payload("[1]"),
+                400,
+                r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}"#.into(),
+            ),
+            (
+                "an unsupported body type",
+                TestRequest::post().uri("/body/").insert_header((header::CONTENT_TYPE, "text/xml")).set_payload("<a/>"),
+                415,
+                r#"{"detail":"不支持请求中的媒体类型 “text/xml”。"}"#.into(),
+            ),
+            ("a plain-text error from a handler", TestRequest::get().uri("/plain/"), 400, r#"{"detail":"Bad Request"}"#.into()),
+        ];
+        for (why, req, status, body) in cases {
+            assert_eq!(call(req).await, (status, body), "{why}");
+        }
+    }
+
     #[test]
     fn bodies_parse_like_drf() {
         let json = TestRequest::default()

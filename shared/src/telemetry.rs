@@ -140,4 +140,49 @@ mod tests {
         assert_eq!(request_id_from(Some(&long)).len(), 36);
         assert_eq!(request_id_from(None).len(), 36);
     }
+
+    #[actix_web::test]
+    async fn request_ids_are_echoed_or_made_and_requests_are_counted() {
+        use actix_web::{App, HttpResponse, middleware::from_fn, test};
+        let metrics = web::Data::new(Metrics::new("t"));
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(observe))
+                .app_data(metrics.clone())
+                .route(
+                    "/x/",
+                    web::get().to(|| async { HttpResponse::Ok().finish() }),
+                ),
+        )
+        .await;
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/x/")
+                .insert_header((REQUEST_ID, "req-42"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(
+            res.headers()
+                .get(REQUEST_ID)
+                .map(|v| v.to_str().expect("ascii")),
+            Some("req-42")
+        );
+        let res = test::call_service(&app, test::TestRequest::get().uri("/x/").to_request()).await;
+        let made = res
+            .headers()
+            .get(REQUEST_ID)
+            .expect("an id is made")
+            .to_str()
+            .expect("ascii");
+        assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="GET",route="/x/",status="200",service="t"} 2"#
+            ),
+            "{text}"
+        );
+    }
 }
