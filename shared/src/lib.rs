@@ -7,6 +7,7 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod cors;
 pub mod domain;
 pub mod drf;
 pub mod http;
