@@ -113,7 +113,7 @@ mod tests {
     use super::*;
     use actix_web::{App, middleware::from_fn, test as atest};
 
-    fn hv<'a>(h: &'a header::HeaderMap, name: header::HeaderName) -> &'a str {
+    fn hv(h: &header::HeaderMap, name: header::HeaderName) -> &str {
         h.get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("<missing>")
