@@ -1,0 +1,285 @@
+//! sms-sandbox: a stand-in for the CCP (容联云) SMS service that speaks its real wire protocol.
+//!
+//! It checks every `TemplateSMS` request as CCP does ([`ccp::check`]: URL, `sig`,
+//! `Authorization`, timestamp window, JSON body) and answers CCP's status codes; it records each
+//! accepted message once per `reqId` (a repeated `reqId` gets 160054, as at CCP), and it can be
+//! told to fail: the next N calls answer a given `statusCode`, an HTTP error status, or hang.
+//!
+//! Use it in-process from a test ([`Sandbox::start`]) or as the `sms-sandbox` binary (for
+//! `deploy/dev up`). Its HTTP surface:
+//! - `POST /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=…`: the provider endpoint;
+//! - `GET /messages[?mobile=]`: JSON `[{"to","app_id","template_id","datas","req_id","received_at"}]`,
+//!   oldest first; `GET /calls`: every provider call with the answer it got;
+//! - `GET /`: an HTML inbox, newest first, refreshing itself;
+//! - `POST /control/fail` (`{"count":N,"status_code":"160038"}`, `{"count":N,"http_status":503}`,
+//!   `{"count":N,"delay_ms":D}`, `{"count":N,"malformed":true}`), `POST /control/latency`
+//!   (`{"ms":200}`: every call waits this long, for benchmarks), `POST /control/reset`.
+
+pub mod ccp;
+mod inbox;
+mod routes;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The account the sandbox accepts. CCP's are 32 hex characters each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    pub account_sid: String,
+    pub auth_token: String,
+    pub app_id: String,
+}
+
+impl SandboxConfig {
+    /// Fresh random credentials (32 lower-case hex characters each), so a test proves that
+    /// the client really uses the ones it was configured with.
+    pub fn random() -> Self {
+        let hex = || uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            account_sid: hex(),
+            auth_token: hex(),
+            app_id: hex(),
+        }
+    }
+
+    fn credentials(&self) -> ccp::Credentials<'_> {
+        ccp::Credentials {
+            account_sid: &self.account_sid,
+            auth_token: &self.auth_token,
+            app_id: &self.app_id,
+        }
+    }
+}
+
+/// One accepted message, as `GET /messages` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// One recipient (a request to several numbers is recorded once per number).
+    pub to: String,
+    pub app_id: String,
+    pub template_id: String,
+    /// The template variables; for a verification code `[code, minutes]`.
+    pub datas: Vec<String>,
+    pub req_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One call of the provider endpoint and how it was answered, as `GET /calls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// When the request arrived (before any injected delay).
+    pub received_at: DateTime<Utc>,
+    /// The body's `reqId`, when the body could be read.
+    pub req_id: Option<String>,
+    /// The HTTP status answered; `None` while the call is still being answered.
+    pub http_status: Option<u16>,
+    /// The CCP `statusCode` answered (`000000` on success); `None` for a non-CCP answer.
+    pub status_code: Option<String>,
+}
+
+/// A failure to inject into the next `count` calls (default 1). Fields combine: a delay is
+/// served first, then `http_status`, `malformed` or `status_code`; a delay alone then answers
+/// normally (so a client that gave up may still have had its message recorded, as at CCP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Answer HTTP 200 with this CCP `statusCode` (after the request passed the checks).
+    pub status_code: Option<String>,
+    /// Answer this HTTP status with a non-JSON body, as a failing gateway would.
+    pub http_status: Option<u16>,
+    /// Wait this long before answering.
+    pub delay_ms: Option<u64>,
+    /// Answer HTTP 200 with a body that is not JSON.
+    #[serde(default)]
+    pub malformed: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    /// The next `count` calls answer `status_code`.
+    pub fn status_code(count: u32, code: &str) -> Self {
+        Self {
+            count,
+            status_code: Some(code.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// The next `count` calls answer HTTP `status`.
+    pub fn http_status(count: u32, status: u16) -> Self {
+        Self {
+            count,
+            http_status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// The next `count` calls hang for `delay` and are then answered normally.
+    pub fn delay(count: u32, delay: Duration) -> Self {
+        Self {
+            count,
+            delay_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+            ..Self::default()
+        }
+    }
+}
+
+/// Everything the sandbox remembers, shared by its HTTP workers and the test holding the handle.
+#[derive(Debug)]
+struct State {
+    config: SandboxConfig,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    messages: Vec<Message>,
+    req_ids: HashSet<String>,
+    calls: Vec<Call>,
+    faults: VecDeque<Fault>,
+    latency: Duration,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the data half-updated in a way that
+        // matters to a test fake; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Take one use of the first queued fault.
+    fn next_fault(&mut self) -> Option<Fault> {
+        let front = self.faults.front_mut()?;
+        let taken = front.clone();
+        front.count = front.count.saturating_sub(1);
+        if front.count == 0 {
+            self.faults.pop_front();
+        }
+        Some(taken)
+    }
+}
+
+/// A running sandbox. Cloning shares the same server and records.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    port: u16,
+    state: Arc<State>,
+    handle: ServerHandle,
+}
+
+impl Sandbox {
+    /// Start a sandbox on a free loopback port, served on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When 127.0.0.1 cannot be bound (test support: there is nothing sensible to recover).
+    pub async fn start(config: SandboxConfig) -> Sandbox {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 works");
+        let (sandbox, server) =
+            Self::build(config, listener, 2, false).expect("the sandbox server starts");
+        tokio::spawn(server);
+        sandbox
+    }
+
+    /// Serve on `listener` with `workers` HTTP worker threads, stopping on SIGTERM/SIGINT; the
+    /// caller runs the returned server future (the `sms-sandbox` binary awaits it).
+    pub fn serve(
+        config: SandboxConfig,
+        listener: TcpListener,
+        workers: usize,
+    ) -> std::io::Result<(Sandbox, Server)> {
+        Self::build(config, listener, workers, true)
+    }
+
+    fn build(
+        config: SandboxConfig,
+        listener: TcpListener,
+        workers: usize,
+        signals: bool,
+    ) -> std::io::Result<(Sandbox, Server)> {
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(State {
+            config,
+            inner: Mutex::new(Inner::default()),
+        });
+        let server = routes::server(state.clone(), listener, workers, signals)?;
+        let sandbox = Sandbox {
+            port,
+            state,
+            handle: server.handle(),
+        };
+        Ok((sandbox, server))
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`: what a client's `CCP_BASE_URL` should be.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The credentials it accepts.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.state.config
+    }
+
+    /// Every accepted message, oldest first.
+    pub fn messages(&self) -> Vec<Message> {
+        self.state.lock().messages.clone()
+    }
+
+    /// The accepted messages to one mobile, oldest first.
+    pub fn messages_for(&self, mobile: &str) -> Vec<Message> {
+        self.state
+            .lock()
+            .messages
+            .iter()
+            .filter(|m| m.to == mobile)
+            .cloned()
+            .collect()
+    }
+
+    /// Every call of the provider endpoint, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().calls.clone()
+    }
+
+    /// Queue a failure for the next calls (after those already queued).
+    pub fn inject(&self, fault: Fault) {
+        if fault.count > 0 {
+            self.state.lock().faults.push_back(fault);
+        }
+    }
+
+    /// Every call waits `latency` before it is answered (a slow provider, for benchmarks).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().latency = latency;
+    }
+
+    /// Forget messages, calls, seen `reqId`s, queued faults and the latency.
+    pub fn reset(&self) {
+        *self.state.lock() = Inner::default();
+    }
+
+    /// Stop serving (in-flight calls are dropped).
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
