@@ -1,7 +1,11 @@
 //! Settings of verifications-svc, each read from its environment variable with a default that
 //! works for local development (`deploy/dev up`).
 
+use std::time::Duration;
+
+use ipnet::IpNet;
 use shared::config::{ConfigError, Env, Listen};
+use shared::queue::QueueSettings;
 
 /// Everything verifications-svc reads at start-up.
 #[derive(Debug, Clone)]
@@ -10,11 +14,19 @@ pub struct Config {
     pub listen: Listen,
     /// `REDIS_URL`: the verify-codes database, default `redis://127.0.0.1:6379/2`.
     pub redis_url: String,
-    /// `REDIS_POOL_SIZE`, default 32 connections.
-    pub redis_pool_size: usize,
-    /// `REDIS_TIMEOUT_MS`, default 1000: wait, connect and recycle timeout of the pool, so a
+    /// `REDIS_TIMEOUT_MS`, default 1000: connect and response timeout of Redis commands, so a
     /// request fails fast with 503 when Redis is down instead of hanging.
-    pub redis_timeout: std::time::Duration,
+    pub redis_timeout: Duration,
+    /// `QUEUE_REDIS_URL`, `SMS_QUEUE`, `QUEUE_TIMEOUT_MS`: where `SendSmsCode` jobs go.
+    pub queue: QueueSettings,
+    /// `SMS_TEMPLATE_ID`, default `1` (CCP's test template).
+    pub sms_template_id: String,
+    /// `SMS_SEND_LIMIT_PER_MOBILE_PER_DAY`, default 10 sends per mobile per 24 h.
+    pub sms_limit_per_mobile_per_day: u64,
+    /// `SMS_SEND_LIMIT_PER_IP_PER_HOUR`, default 20 sends per client IP per hour.
+    pub sms_limit_per_ip_per_hour: u64,
+    /// `TRUSTED_PROXIES`, default `127.0.0.1/32`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Config {
@@ -32,10 +44,64 @@ impl Config {
                 "redis://127.0.0.1:6379/2",
                 &["redis://", "rediss://"],
             ),
-            redis_pool_size: env.int_in("REDIS_POOL_SIZE", 32, 1, 1024),
             redis_timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
+            queue: QueueSettings::from_env(&mut env),
+            sms_template_id: env.string("SMS_TEMPLATE_ID", "1"),
+            sms_limit_per_mobile_per_day: env.int_in(
+                "SMS_SEND_LIMIT_PER_MOBILE_PER_DAY",
+                10,
+                1,
+                1_000_000_000,
+            ),
+            sms_limit_per_ip_per_hour: env.int_in(
+                "SMS_SEND_LIMIT_PER_IP_PER_HOUR",
+                20,
+                1,
+                1_000_000_000,
+            ),
+            trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
         };
         env.finish()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from(Env::from_vars(Vec::<(String, String)>::new())).expect("valid");
+        assert_eq!(c.listen.port, 8001);
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/2");
+        assert_eq!(c.queue.redis_url, "redis://127.0.0.1:6379/3");
+        assert_eq!(c.sms_template_id, "1");
+        assert_eq!(
+            (c.sms_limit_per_mobile_per_day, c.sms_limit_per_ip_per_hour),
+            (10, 20)
+        );
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["127.0.0.1/32".parse::<IpNet>().expect("net")]
+        );
+    }
+
+    #[test]
+    fn bad_limits_and_proxies_are_all_reported() {
+        let err = Config::from(Env::from_vars([
+            ("SMS_SEND_LIMIT_PER_MOBILE_PER_DAY", "0"),
+            ("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "many"),
+            ("TRUSTED_PROXIES", "nginx"),
+        ]))
+        .expect_err("three bad values")
+        .to_string();
+        for name in [
+            "SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=0",
+            "SMS_SEND_LIMIT_PER_IP_PER_HOUR=\"many\"",
+            "TRUSTED_PROXIES: \"nginx\"",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

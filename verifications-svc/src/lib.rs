@@ -4,5 +4,8 @@
 //! itself: it pushes a `SendSmsCode` job that sms-worker delivers.
 
 pub mod config;
+pub mod domain;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod store;

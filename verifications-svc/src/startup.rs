@@ -6,10 +6,15 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use ipnet::IpNet;
+use redis::aio::ConnectionManager;
 use shared::metrics::Metrics;
 
 use crate::config::Config;
+use crate::domain::sms::SmsCodes;
+use crate::metrics::VerificationMetrics;
 use crate::routes;
+use crate::store::{self, SendLimits};
 
 /// A bound, not yet running, verifications-svc.
 pub struct Application {
@@ -25,28 +30,65 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// The clients and settings the handlers share, one set per HTTP worker.
+#[derive(Debug, Clone)]
+pub struct Codes {
+    /// The verify-codes Redis.
+    pub redis: ConnectionManager,
+    /// The queue Redis (the same connection the job storage uses), for `/readyz`.
+    pub queue_connection: ConnectionManager,
+    pub sms: SmsCodes,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Codes {
+    /// Lazy connections: nothing is contacted until the first request, so the service starts
+    /// (and answers 503) while Redis is down.
+    fn connect(config: &Config) -> anyhow::Result<Self> {
+        let redis = store::connect(&config.redis_url, config.redis_timeout)?;
+        let queue_connection = config.queue.connection()?;
+        Ok(Self {
+            sms: SmsCodes {
+                redis: redis.clone(),
+                queue: config.queue.storage(queue_connection.clone()),
+                limits: SendLimits {
+                    per_mobile_per_day: config.sms_limit_per_mobile_per_day,
+                    per_ip_per_hour: config.sms_limit_per_ip_per_hour,
+                },
+                template_id: config.sms_template_id.clone(),
+            },
+            redis,
+            queue_connection,
+            trusted_proxies: config.trusted_proxies.clone(),
+        })
+    }
+}
+
 impl Application {
     /// Bind the listener and assemble the server with its shared clients.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.listen.address())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
         let port = listener.local_addr()?.port();
-        let metrics = web::Data::new(Metrics::new("verifications-svc"));
-        let redis = web::Data::new(shared::redis_pool::build(
-            &config.redis_url,
-            config.redis_pool_size,
-            config.redis_timeout,
-        )?);
+        let metrics = Metrics::new("verifications-svc");
+        let verification_metrics = web::Data::new(VerificationMetrics::register(&metrics));
+        let metrics = web::Data::new(metrics);
+        // Fail start-up on a URL the Redis client rejects; each worker then opens its own.
+        Codes::connect(&config)?;
+        let workers = config.listen.workers;
         let server = HttpServer::new(move || {
+            // One multiplexed connection per worker, driven on that worker's own runtime.
+            let codes = Codes::connect(&config).expect("the Redis URLs were checked at start-up");
             App::new()
                 .wrap(from_fn(shared::telemetry::observe))
                 .app_data(metrics.clone())
-                .app_data(redis.clone())
+                .app_data(verification_metrics.clone())
+                .app_data(web::Data::new(codes))
                 .configure(shared::http::configure_extractors)
                 .configure(routes::configure)
                 .default_service(web::to(shared::http::not_found))
         })
-        .workers(config.listen.workers)
+        .workers(workers)
         .shutdown_timeout(10)
         .listen(listener)?
         .run();

@@ -1,9 +1,15 @@
-//! `/healthz` (alive) and `/readyz` (Redis reachable).
+//! `/readyz`: both Redis databases (verify codes and queue) reachable.
 
 use actix_web::{HttpResponse, web};
-use deadpool_redis::Pool;
 
-/// `GET /readyz`: 200 when Redis answers a PING, else 503 naming what failed.
-pub async fn readyz(redis: web::Data<Pool>) -> HttpResponse {
-    shared::http::readiness(&[("redis", shared::redis_pool::ping(&redis).await)])
+use crate::startup::Codes;
+
+/// `GET /readyz`: 200 when the verify-codes Redis and the queue Redis answer a PING, else 503
+/// naming what failed.
+pub async fn readyz(codes: web::Data<Codes>) -> HttpResponse {
+    let (redis, queue) = tokio::join!(
+        crate::store::ping(&codes.redis),
+        crate::store::ping(&codes.queue_connection),
+    );
+    shared::http::readiness(&[("redis", redis), ("queue", queue)])
 }

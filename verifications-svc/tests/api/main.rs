@@ -1,4 +1,5 @@
-//! API tests of verifications-svc against a real Redis.
+//! API tests of verifications-svc against a real Redis and the real apalis storage.
 
 mod health;
 mod helpers;
+mod image_codes;

@@ -1,0 +1,332 @@
+//! Issuing an SMS code: the query's field checks (DRF `ImageCodeCheckSerializer` of the
+//! original), the image-code and resend checks in the original's order, the abuse limits, and
+//! the hand-over of one `SendSmsCode` job to sms-worker.
+
+use std::net::IpAddr;
+
+use apalis::prelude::TaskSink;
+use chrono::Utc;
+use rand::RngExt;
+use redis::aio::ConnectionManager;
+use shared::domain::{ImageCodeId, Mobile, SmsCode};
+use shared::drf::{FieldErrors, msg};
+use shared::jobs::SendSmsCode;
+use shared::keys;
+use shared::queue::SmsStorage;
+
+use crate::store::{self, Claim, ClaimOutcome, LimitHit, SendLimits};
+
+/// `图片验证码无效`: no captcha stored under the id (never issued, expired or already used).
+pub const IMAGE_CODE_INVALID: &str = "图片验证码无效";
+/// `图片验证码错误`: the text does not match.
+pub const IMAGE_CODE_WRONG: &str = "图片验证码错误";
+/// `请求次数过于频繁`: a code was sent to this mobile within the last 60 s.
+pub const TOO_FREQUENT: &str = "请求次数过于频繁";
+
+/// Length of the captcha text field.
+const TEXT_LENGTH: usize = 4;
+
+/// The validated query of `GET /sms_codes/{mobile}/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    pub image_code_id: ImageCodeId,
+    /// The captcha text as typed, whitespace-trimmed; exactly 4 characters.
+    pub text: String,
+}
+
+/// Python's `str.strip()` set: Unicode White_Space plus the ASCII information separators
+/// `\x1c`–`\x1f`, which Python also strips and Rust's `trim` does not.
+fn python_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
+}
+
+/// Parse the query string like DRF parses `request.query_params` through the original
+/// serializer (`image_code_id = UUIDField()`, `text = CharField(min_length=4, max_length=4)`):
+/// - a repeated parameter keeps its last value (Django's `QueryDict.get`); bad percent-encoding
+///   decodes to U+FFFD, as Django does;
+/// - `image_code_id`: missing → `该字段是必填项。`; anything that is not a UUID, the empty string
+///   included (DRF's `UUIDField` has no "blank" check) → `Must be a valid UUID.`;
+/// - `text`: missing → required; empty or only whitespace → `该字段不能为空。`; otherwise trimmed
+///   and counted in characters (not bytes) → too long / too short.
+///
+/// Errors of both fields are collected before returning.
+pub fn parse_query(query: &str) -> Result<SendRequest, FieldErrors> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let last = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut errors = FieldErrors::new();
+
+    let image_code_id = match last("image_code_id") {
+        None => {
+            errors.add("image_code_id", msg::REQUIRED);
+            None
+        }
+        Some(raw) => ImageCodeId::parse(raw)
+            .inspect_err(|_| errors.add("image_code_id", msg::INVALID_UUID))
+            .ok(),
+    };
+
+    let text = match last("text") {
+        None => {
+            errors.add("text", msg::REQUIRED);
+            None
+        }
+        Some(raw) => {
+            let trimmed = python_strip(raw);
+            let chars = trimmed.chars().count();
+            if trimmed.is_empty() {
+                errors.add("text", msg::BLANK);
+                None
+            } else if chars > TEXT_LENGTH {
+                errors.add("text", msg::max_length(TEXT_LENGTH));
+                None
+            } else if chars < TEXT_LENGTH {
+                errors.add("text", msg::min_length(TEXT_LENGTH));
+                None
+            } else {
+                Some(trimmed.to_owned())
+            }
+        }
+    };
+
+    match (image_code_id, text) {
+        (Some(image_code_id), Some(text)) if errors.is_empty() => Ok(SendRequest {
+            image_code_id,
+            text,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Why a send was refused or failed. Each maps to one HTTP answer and one metrics label.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no image code stored under this id")]
+    ImageCodeInvalid,
+    #[error("the image code text does not match")]
+    ImageCodeWrong,
+    #[error("a code was sent to this mobile within the last 60 s")]
+    TooFrequent,
+    #[error("over the {hit:?} send limit")]
+    Limited { hit: LimitHit, retry_after: u64 },
+    #[error("the verify-codes Redis or the queue is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+impl SendError {
+    /// The `reason` label of `sms_sends_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::ImageCodeInvalid => "image_code_invalid",
+            Self::ImageCodeWrong => "image_code_wrong",
+            Self::TooFrequent => "too_frequent",
+            Self::Limited {
+                hit: LimitHit::Mobile | LimitHit::Both,
+                ..
+            } => "mobile_limit",
+            Self::Limited {
+                hit: LimitHit::Ip, ..
+            } => "ip_limit",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// What issuing SMS codes needs: the verify-codes Redis, the queue, the limits, the template.
+#[derive(Clone)]
+pub struct SmsCodes {
+    pub redis: ConnectionManager,
+    pub queue: SmsStorage,
+    pub limits: SendLimits,
+    pub template_id: String,
+}
+
+impl std::fmt::Debug for SmsCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsCodes")
+            .field("limits", &self.limits)
+            .field("template_id", &self.template_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new 6-digit code from the thread's CSPRNG.
+pub fn random_code() -> SmsCode {
+    let n: u32 = rand::rng().random_range(0..1_000_000);
+    SmsCode::parse(&format!("{n:06}")).expect("six zero-padded digits are a valid SMS code")
+}
+
+impl SmsCodes {
+    /// Check the captcha and the resend guard, claim the send within the abuse limits, store a
+    /// fresh code and queue exactly one job for it. See `crate::store` for the round trips.
+    pub async fn send(
+        &self,
+        mobile: &Mobile,
+        request: &SendRequest,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SendError> {
+        let unavailable = |e: redis::RedisError| SendError::Unavailable(e.into());
+        let taken = store::take_image_code(&self.redis, &request.image_code_id, mobile)
+            .await
+            .map_err(unavailable)?;
+        let Some(real) = taken.text else {
+            return Err(SendError::ImageCodeInvalid);
+        };
+        // Python's `str.lower()` on both sides, as the original compares.
+        if real.to_lowercase() != request.text.to_lowercase() {
+            return Err(SendError::ImageCodeWrong);
+        }
+        if taken.recently_sent {
+            return Err(SendError::TooFrequent);
+        }
+
+        let code = random_code();
+        let claim = Claim {
+            mobile,
+            ip,
+            code: &code,
+            request_id: uuid::Uuid::new_v4(),
+        };
+        match store::claim_send(&self.redis, &claim, self.limits).await {
+            Ok(ClaimOutcome::Claimed) => {}
+            Ok(ClaimOutcome::FlagTaken) => return Err(SendError::TooFrequent),
+            Ok(ClaimOutcome::Limited { hit, retry_after }) => {
+                return Err(SendError::Limited { hit, retry_after });
+            }
+            Err(e) => {
+                // The script may or may not have run (a timeout): give back what may be ours,
+                // but refund no rate-limit hit that may never have been counted.
+                self.release(&claim, false).await;
+                return Err(unavailable(e));
+            }
+        }
+
+        let job = SendSmsCode {
+            mobile: mobile.clone(),
+            code: code.clone(),
+            ttl_minutes: u32::try_from(keys::SMS_CODE_TTL_SECS / 60)
+                .expect("the code TTL is a few minutes"),
+            template_id: self.template_id.clone(),
+            request_id: claim.request_id,
+            created_at: Utc::now(),
+        };
+        if let Err(e) = self.queue.clone().push(job).await {
+            self.release(&claim, true).await;
+            return Err(SendError::Unavailable(anyhow::anyhow!(
+                "cannot queue the SMS job: {e}"
+            )));
+        }
+        tracing::info!(mobile = %mobile, request_id = %claim.request_id, "SMS code issued and queued");
+        Ok(())
+    }
+
+    async fn release(&self, claim: &Claim<'_>, refund: bool) {
+        if let Err(e) = store::release_send(&self.redis, claim, refund).await {
+            // The flag still expires by itself after 60 s.
+            tracing::warn!(mobile = %claim.mobile, error = %e, "could not release the send flag");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7b";
+
+    fn errors(query: &str) -> String {
+        serde_json::to_string(&parse_query(query).expect_err(query)).expect("ser")
+    }
+
+    #[test]
+    fn valid_queries_parse_with_the_last_value_and_trimmed_text() {
+        let ok = parse_query(&format!("image_code_id={ID}&text=AbC3")).expect("valid");
+        assert_eq!(ok.image_code_id.to_string(), ID);
+        assert_eq!(ok.text, "AbC3");
+        let ok = parse_query(&format!(
+            "text=zzzzzz&image_code_id=nope&image_code_id={}&text=%20ab%E4%B8%AD4+",
+            ID.to_uppercase()
+        ))
+        .expect("last values win, text trimmed");
+        assert_eq!(ok.image_code_id.to_string(), ID);
+        assert_eq!(ok.text, "ab中4");
+    }
+
+    #[test]
+    fn field_errors_are_collected_for_both_fields_with_drf_texts() {
+        let cases = [
+            (
+                "nothing",
+                String::new(),
+                r#"{"image_code_id":["该字段是必填项。"],"text":["该字段是必填项。"]}"#,
+            ),
+            (
+                "both blank",
+                "image_code_id=&text=".to_owned(),
+                r#"{"image_code_id":["Must be a valid UUID."],"text":["该字段不能为空。"]}"#,
+            ),
+            (
+                "text only whitespace, Python's separators included",
+                format!("image_code_id={ID}&text=%20%09%E3%80%80%1F"),
+                r#"{"text":["该字段不能为空。"]}"#,
+            ),
+            (
+                "too long, counted in characters",
+                format!("image_code_id={ID}&text=%E4%B8%AD%E4%B8%AD%E4%B8%AD%E4%B8%AD%E4%B8%AD"),
+                r#"{"text":["请确保这个字段不能超过 4 个字符。"]}"#,
+            ),
+            (
+                "four characters of three bytes each are fine, three are too short",
+                format!("image_code_id={ID}&text=%E4%B8%AD%E4%B8%AD%E4%B8%AD"),
+                r#"{"text":["请确保这个字段至少包含 4 个字符。"]}"#,
+            ),
+            (
+                "bad uuid and short text",
+                "image_code_id=123&text=ab".to_owned(),
+                r#"{"image_code_id":["Must be a valid UUID."],"text":["请确保这个字段至少包含 4 个字符。"]}"#,
+            ),
+            (
+                "huge uuid, missing text",
+                format!("image_code_id={}", "a".repeat(5000)),
+                r#"{"image_code_id":["Must be a valid UUID."],"text":["该字段是必填项。"]}"#,
+            ),
+            (
+                "invalid percent-encoding decodes lossily",
+                format!("image_code_id={ID}&text=%FF%FE"),
+                r#"{"text":["请确保这个字段至少包含 4 个字符。"]}"#,
+            ),
+            (
+                "NUL in the id",
+                format!("image_code_id={ID}%00&text=abcd"),
+                r#"{"image_code_id":["Must be a valid UUID."]}"#,
+            ),
+        ];
+        for (why, query, want) in cases {
+            assert_eq!(errors(&query), want, "{why}");
+        }
+        assert!(
+            parse_query(&format!(
+                "image_code_id={ID}&text=%E4%B8%AD%E4%B8%AD%E4%B8%AD%E4%B8%AD"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn codes_are_six_digits_and_vary() {
+        let codes: std::collections::HashSet<String> = (0..200)
+            .map(|_| random_code().as_str().to_owned())
+            .collect();
+        assert!(codes.len() > 190, "{}", codes.len());
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit()))
+        );
+    }
+}

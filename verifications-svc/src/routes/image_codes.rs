@@ -1,0 +1,33 @@
+//! `GET /image_codes/{image_code_id}/`: a PNG captcha, its text stored for 300 s.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use shared::domain::ImageCodeId;
+use shared::drf::msg;
+use shared::http::ApiError;
+
+use crate::domain::captcha::{self, IssueError};
+use crate::metrics::VerificationMetrics;
+use crate::startup::Codes;
+
+/// The id is taken as a raw path segment and parsed here, because a bad one is DRF's 400 field
+/// error, not the 404 that a failed path pattern gives elsewhere.
+pub async fn image_code(
+    req: HttpRequest,
+    codes: web::Data<Codes>,
+    metrics: web::Data<VerificationMetrics>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ImageCodeId::parse(req.match_info().query("image_code_id"))
+        .map_err(|_| ApiError::field("image_code_id", msg::INVALID_UUID))?;
+    let png = captcha::issue(&codes.redis, &id)
+        .await
+        .map_err(|e| match e {
+            IssueError::Unavailable(e) => ApiError::unavailable(e),
+            IssueError::Render(e) => ApiError::Unexpected(e),
+        })?;
+    metrics.codes_issued.with_label_values(&["image"]).inc();
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "image/png"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(png))
+}

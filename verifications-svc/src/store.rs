@@ -1,0 +1,281 @@
+//! The verify-codes Redis database: the connection, and every command and script this service
+//! runs against it. Key names come only from `shared::keys`.
+//!
+//! ## Connection
+//! One multiplexed `ConnectionManager` per HTTP worker, not a pool: every request's commands are
+//! pipelined on that worker's one socket, with no checkout round trip (deadpool-redis pings each
+//! connection on checkout, which would cost one extra round trip per request). It connects on
+//! first use and reconnects by itself after an I/O error, so the service recovers when Redis
+//! comes back; connect and response timeouts make a request fail fast (503) while it is down.
+//!
+//! ## Round trips of `GET /sms_codes/` (three on success)
+//! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong)
+//!    and reports whether `send_flag_{mobile}` exists, so the three 400s need one round trip.
+//! 2. [`claim_send`]: one Lua script, atomic: `SET send_flag NX EX 60` (the real guard: of any
+//!    number of concurrent requests exactly one gets past it); then both fixed-window rate-limit
+//!    counters (`rl:sms_mobile:{mobile}` 24 h, `rl:sms_ip:{ip}` 1 h, same rule as
+//!    `shared::rate_limit`: refused hits count too); over a limit, the flag is given back;
+//!    else `SETEX sms_{mobile} 300` and `DEL sms_attempts_{mobile}`.
+//! 3. the apalis push (on the queue's own connection).
+//!
+//! If the push fails, [`release_send`] (a fourth round trip, only then) gives back the flag and
+//! deletes the code, each only if it still holds this request's value, and refunds the two
+//! rate-limit hits, so the user can simply retry.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use shared::domain::{ImageCodeId, Mobile, SmsCode};
+use shared::keys;
+
+/// Rate-limit scope of the per-mobile daily limit (`rl:sms_mobile:{mobile}`).
+pub const MOBILE_SCOPE: &str = "sms_mobile";
+/// Rate-limit scope of the per-IP hourly limit (`rl:sms_ip:{ip}`).
+pub const IP_SCOPE: &str = "sms_ip";
+/// Window of the per-mobile limit.
+pub const MOBILE_WINDOW_SECS: u64 = 24 * 3600;
+/// Window of the per-IP limit.
+pub const IP_WINDOW_SECS: u64 = 3600;
+
+/// A lazily connecting, self-reconnecting connection to `url`.
+pub fn connect(url: &str, timeout: Duration) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).map_err(|e| {
+        anyhow::anyhow!(
+            "REDIS_URL {} is not a usable Redis URL: {e}",
+            shared::redis_pool::redacted(url)
+        )
+    })?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+/// `PING`, for `/readyz`.
+pub async fn ping(conn: &ConnectionManager) -> Result<(), String> {
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn.clone())
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// `SETEX img_{id} 300 text`: a repeated id replaces the old text.
+pub async fn store_image_code(
+    conn: &ConnectionManager,
+    id: &ImageCodeId,
+    text: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("SETEX")
+        .arg(keys::image_code(id))
+        .arg(keys::IMAGE_CODE_TTL_SECS)
+        .arg(text)
+        .query_async(&mut conn.clone())
+        .await
+}
+
+static TAKE_IMAGE_CODE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local text = redis.call('GETDEL', KEYS[1])
+return {text, redis.call('EXISTS', KEYS[2])}
+",
+    )
+});
+
+/// What round trip 1 found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// The captcha text, now deleted; `None` if there was none (expired, used, never issued).
+    pub text: Option<String>,
+    /// `send_flag_{mobile}` exists: a code was sent in the last 60 s.
+    pub recently_sent: bool,
+}
+
+/// GETDEL `img_{id}` and check `send_flag_{mobile}`, atomically, in one round trip.
+pub async fn take_image_code(
+    conn: &ConnectionManager,
+    id: &ImageCodeId,
+    mobile: &Mobile,
+) -> redis::RedisResult<Taken> {
+    let (text, flag): (Option<String>, i64) = TAKE_IMAGE_CODE
+        .key(keys::image_code(id))
+        .key(keys::send_flag(mobile))
+        .invoke_async(&mut conn.clone())
+        .await?;
+    Ok(Taken {
+        text,
+        recently_sent: flag == 1,
+    })
+}
+
+static CLAIM_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS: send_flag, sms code, attempts, rl mobile, rl ip
+-- ARGV: request id, flag ttl, code, code ttl, mobile limit, mobile window, ip limit, ip window
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {0, 0, 0}
+end
+local function hit(key, window)
+  local n = redis.call('INCR', key)
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 then
+    redis.call('EXPIRE', key, window)
+    ttl = tonumber(window)
+  end
+  return n, ttl
+end
+local n_mobile, ttl_mobile = hit(KEYS[4], ARGV[6])
+local n_ip, ttl_ip = hit(KEYS[5], ARGV[8])
+local which, wait = 0, 1
+if n_mobile > tonumber(ARGV[5]) then
+  which = which + 1
+  wait = math.max(wait, ttl_mobile)
+end
+if n_ip > tonumber(ARGV[7]) then
+  which = which + 2
+  wait = math.max(wait, ttl_ip)
+end
+if which > 0 then
+  redis.call('DEL', KEYS[1])
+  return {2, wait, which}
+end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('DEL', KEYS[3])
+return {1, 0, 0}
+",
+    )
+});
+
+/// The two abuse limits, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    pub per_mobile_per_day: u64,
+    pub per_ip_per_hour: u64,
+}
+
+/// One send about to be claimed.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    pub mobile: &'a Mobile,
+    pub ip: Option<IpAddr>,
+    pub code: &'a SmsCode,
+    /// Stored as the flag's value, so only this request can give the flag back.
+    pub request_id: uuid::Uuid,
+}
+
+impl Claim<'_> {
+    fn ip_key(&self) -> String {
+        keys::rate_limit(
+            IP_SCOPE,
+            &self
+                .ip
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        )
+    }
+
+    fn mobile_key(&self) -> String {
+        keys::rate_limit(MOBILE_SCOPE, self.mobile.as_str())
+    }
+}
+
+/// Which limit refused a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    Mobile,
+    Ip,
+    Both,
+}
+
+/// What round trip 2 decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The flag is ours and the code is stored.
+    Claimed,
+    /// Another request holds the flag (sent within 60 s, or a concurrent winner).
+    FlagTaken,
+    /// Over an abuse limit; nothing stored, the flag given back.
+    Limited { hit: LimitHit, retry_after: u64 },
+}
+
+/// Claim the send flag, count the rate limits, store the code: atomically, one round trip.
+pub async fn claim_send(
+    conn: &ConnectionManager,
+    claim: &Claim<'_>,
+    limits: SendLimits,
+) -> redis::RedisResult<ClaimOutcome> {
+    let (status, wait, which): (i64, u64, i64) = CLAIM_SEND
+        .key(keys::send_flag(claim.mobile))
+        .key(keys::sms_code(claim.mobile))
+        .key(keys::sms_attempts(claim.mobile))
+        .key(claim.mobile_key())
+        .key(claim.ip_key())
+        .arg(claim.request_id.to_string())
+        .arg(keys::SEND_FLAG_TTL_SECS)
+        .arg(claim.code.as_str())
+        .arg(keys::SMS_CODE_TTL_SECS)
+        .arg(limits.per_mobile_per_day)
+        .arg(MOBILE_WINDOW_SECS)
+        .arg(limits.per_ip_per_hour)
+        .arg(IP_WINDOW_SECS)
+        .invoke_async(&mut conn.clone())
+        .await?;
+    Ok(match (status, which) {
+        (1, _) => ClaimOutcome::Claimed,
+        (2, 1) => ClaimOutcome::Limited {
+            hit: LimitHit::Mobile,
+            retry_after: wait,
+        },
+        (2, 2) => ClaimOutcome::Limited {
+            hit: LimitHit::Ip,
+            retry_after: wait,
+        },
+        (2, _) => ClaimOutcome::Limited {
+            hit: LimitHit::Both,
+            retry_after: wait,
+        },
+        _ => ClaimOutcome::FlagTaken,
+    })
+}
+
+static RELEASE_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS: send_flag, sms code, rl mobile, rl ip;  ARGV: request id, code, refund (1/0)
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+if ARGV[3] == '1' then
+  for i = 3, 4 do
+    -- only existing counters: DECR on a missing key would create one without a TTL
+    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECR', KEYS[i]) end
+  end
+end
+return 1
+",
+    )
+});
+
+/// Undo a claim whose job could not be queued. `refund` also takes back the two rate-limit
+/// hits (only when the claim is known to have run).
+pub async fn release_send(
+    conn: &ConnectionManager,
+    claim: &Claim<'_>,
+    refund: bool,
+) -> redis::RedisResult<()> {
+    RELEASE_SEND
+        .key(keys::send_flag(claim.mobile))
+        .key(keys::sms_code(claim.mobile))
+        .key(claim.mobile_key())
+        .key(claim.ip_key())
+        .arg(claim.request_id.to_string())
+        .arg(claim.code.as_str())
+        .arg(if refund { "1" } else { "0" })
+        .invoke_async::<i64>(&mut conn.clone())
+        .await
+        .map(drop)
+}

@@ -1,0 +1,237 @@
+//! `GET /image_codes/{image_code_id}/`.
+
+use redis::Commands;
+use verifications_svc::domain::captcha::{ALPHABET, HEIGHT, WIDTH};
+
+use crate::helpers::{new_id, spawn_app, spawn_app_with_redis, status_and_body};
+
+const INVALID_ID: &str = r#"{"image_code_id":["Must be a valid UUID."]}"#;
+
+#[tokio::test]
+async fn a_captcha_is_a_png_whose_text_is_stored_for_300_seconds() {
+    let app = spawn_app().await;
+    let id = new_id();
+    let res = app.image_code(&id).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let png = res.bytes().await.expect("body");
+    let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+        .expect("the body is a PNG");
+    assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT));
+
+    let key = format!("img_{id}");
+    let text = app.value(&key).expect("img_{id} is stored");
+    assert_eq!(text.len(), 4, "{text}");
+    assert!(text.bytes().all(|b| ALPHABET.contains(&b)), "{text}");
+    let ttl = app.ttl(&key);
+    assert!((295..=300).contains(&ttl), "TTL {ttl}");
+    let keys: Vec<String> = app.db().keys("*").expect("KEYS");
+    assert_eq!(keys, vec![key], "nothing else is written");
+    assert_eq!(
+        app.metric(r#"codes_issued_total{kind="image",service="verifications-svc"}"#)
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_id_replaces_the_old_text_and_restarts_its_ttl() {
+    let app = spawn_app().await;
+    let id = new_id();
+    let _: () = app
+        .db()
+        .set_ex(format!("img_{id}"), "old!", 10)
+        .expect("SETEX");
+    assert_eq!(app.image_code(&id).await.status(), 200);
+    let text = app.value(&format!("img_{id}")).expect("stored");
+    assert_ne!(text, "old!");
+    assert!(app.ttl(&format!("img_{id}")) > 290);
+}
+
+#[tokio::test]
+async fn ids_in_any_uuid_spelling_are_stored_under_the_canonical_key() {
+    let app = spawn_app().await;
+    let id = new_id();
+    for spelling in [
+        id.to_uppercase(),
+        id.replace('-', ""),
+        format!("%7B{id}%7D"),
+        format!("urn:uuid:{id}"),
+    ] {
+        let _: () = app.db().del(format!("img_{id}")).expect("DEL");
+        let res = app.image_code(&spelling).await;
+        assert_eq!(res.status(), 200, "{spelling}");
+        assert!(app.value(&format!("img_{id}")).is_some(), "{spelling}");
+    }
+}
+
+#[tokio::test]
+async fn bad_ids_are_a_400_field_error_and_store_nothing() {
+    let app = spawn_app().await;
+    let long = "a".repeat(10_000);
+    let cases = [
+        ("not a uuid", "abc"),
+        ("one digit short", "6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7"),
+        ("one digit long", "6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7bb"),
+        ("non-hex letter", "6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7g"),
+        ("10 KB", long.as_str()),
+        ("NUL byte", "%00"),
+        ("uuid and a NUL", "6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7b%00"),
+        ("unicode", "%E5%9B%BE%E7%89%87"),
+        ("full-width digits", "%EF%BC%91%EF%BC%92%EF%BC%93"),
+        ("invalid utf-8", "%FF%FE"),
+        ("spaces", "%20%20"),
+        ("sql", "1'%20OR%20'1'='1"),
+        ("dots", "a..b"),
+    ];
+    for (why, id) in cases {
+        let (status, body) = status_and_body(app.image_code(id).await).await;
+        assert_eq!((status, body.as_str()), (400, INVALID_ID), "{why}");
+    }
+    assert_eq!(
+        app.db().keys::<_, Vec<String>>("*").expect("KEYS"),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_answer_drf_json_never_5xx() {
+    let app = spawn_app().await;
+    let id = new_id();
+    let not_found = r#"{"detail":"Not found."}"#;
+    let cases = [
+        (
+            "no trailing slash",
+            "GET",
+            format!("/image_codes/{id}"),
+            404,
+            not_found.to_owned(),
+        ),
+        (
+            "empty id",
+            "GET",
+            "/image_codes//".to_owned(),
+            404,
+            not_found.to_owned(),
+        ),
+        (
+            "extra segment",
+            "GET",
+            format!("/image_codes/{id}/x/"),
+            404,
+            not_found.to_owned(),
+        ),
+        (
+            "no id",
+            "GET",
+            "/image_codes/".to_owned(),
+            404,
+            not_found.to_owned(),
+        ),
+        (
+            "POST",
+            "POST",
+            format!("/image_codes/{id}/"),
+            405,
+            r#"{"detail":"方法 “POST” 不被允许。"}"#.to_owned(),
+        ),
+        (
+            "PUT",
+            "PUT",
+            format!("/image_codes/{id}/"),
+            405,
+            r#"{"detail":"方法 “PUT” 不被允许。"}"#.to_owned(),
+        ),
+        (
+            "DELETE",
+            "DELETE",
+            format!("/image_codes/{id}/"),
+            405,
+            r#"{"detail":"方法 “DELETE” 不被允许。"}"#.to_owned(),
+        ),
+        (
+            "PATCH",
+            "PATCH",
+            format!("/image_codes/{id}/"),
+            405,
+            r#"{"detail":"方法 “PATCH” 不被允许。"}"#.to_owned(),
+        ),
+        (
+            "OPTIONS",
+            "OPTIONS",
+            format!("/image_codes/{id}/"),
+            405,
+            r#"{"detail":"方法 “OPTIONS” 不被允许。"}"#.to_owned(),
+        ),
+        (
+            "bad id with POST",
+            "POST",
+            "/image_codes/abc/".to_owned(),
+            405,
+            r#"{"detail":"方法 “POST” 不被允许。"}"#.to_owned(),
+        ),
+    ];
+    for (why, method, path, status, body) in cases {
+        let res = app
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", app.address),
+            )
+            .body("x".repeat(100))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(res.headers()["content-type"], "application/json", "{why}");
+        let (s, b) = status_and_body(res).await;
+        assert_eq!((s, b.as_str()), (status, body.as_str()), "{why}");
+    }
+    assert_eq!(
+        app.db().keys::<_, Vec<String>>("*").expect("KEYS"),
+        Vec::<String>::new()
+    );
+
+    // A 10 KB query string is ignored: the captcha is still served.
+    let res = app
+        .get(&format!(
+            "/image_codes/{id}/?junk={}",
+            "%00%FF".repeat(1_700)
+        ))
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn redis_down_is_a_503_with_retry_after_and_redis_back_is_a_200_again() {
+    let mut server = harness::RedisServer::start();
+    let app = spawn_app_with_redis(server.url(0)).await;
+    assert_eq!(app.image_code(&new_id()).await.status(), 200);
+
+    server.stop();
+    let res = app.image_code(&new_id()).await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    let (status, body) = status_and_body(res).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, r#"{"detail":"服务暂时不可用，请稍后重试"}"#)
+    );
+
+    server.restart();
+    let id = new_id();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.image_code(&id).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "recovered without a restart");
+    let mut conn = redis::Client::open(server.url(0))
+        .expect("URL")
+        .get_connection()
+        .expect("connect");
+    let stored: Option<String> = conn.get(format!("img_{id}")).expect("GET");
+    assert!(stored.is_some());
+}
