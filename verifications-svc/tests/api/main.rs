@@ -3,3 +3,4 @@
 mod health;
 mod helpers;
 mod image_codes;
+mod sms_codes;
