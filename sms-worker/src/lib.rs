@@ -1,6 +1,19 @@
 //! sms-worker delivers the `SendSmsCode` jobs that verifications-svc queues: it calls the SMS
 //! provider over HTTP with retries, timeouts and idempotency, and serves `/healthz`, `/readyz`
 //! and `/metrics` on a small HTTP port.
+//!
+//! - [`consumer`]: the apalis worker on the shared Redis queue (unique names, polling, orphan
+//!   recovery, self-repair after Redis restarts);
+//! - [`delivery`]: the rules of one delivery (expiry, idempotency, retries with backoff);
+//! - [`provider`]: the provider trait and its `ccp` and `log` implementations;
+//! - [`markers`]: the "sent" markers in the verify-codes Redis;
+//! - [`startup`]: building and running it all, and the graceful stop.
 
 pub mod config;
+pub mod consumer;
+pub mod delivery;
+pub mod markers;
+pub mod metrics;
+pub mod provider;
+pub mod routes;
 pub mod startup;

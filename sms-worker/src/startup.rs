@@ -1,58 +1,107 @@
-//! Building the worker: the health/metrics HTTP port now; the queue consumer joins it.
+//! Building the worker: the queue consumer and the health/metrics HTTP port, run together and
+//! stopped together.
+//!
+//! Stopping (SIGTERM/SIGINT, or the future given to [`Application::run_until`]): the consumer
+//! takes no new jobs, finishes those in flight (jobs waiting for a retry go back to the queue),
+//! hands prefetched ones back, and deregisters; this is bounded by `SHUTDOWN_TIMEOUT_MS`, after
+//! which whatever is left is recovered by another worker as an orphan. The HTTP port answers
+//! until the end (`/readyz` says 503 while stopping).
 
+use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use shared::http::method_not_allowed;
-use shared::metrics::Metrics;
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::consumer::Consumer;
+use crate::delivery::Deliverer;
+use crate::markers::SentMarkers;
+use crate::metrics::WorkerMetrics;
+use crate::provider::Provider;
+use crate::routes::{self, Probes};
 
 /// A bound, not yet running, sms-worker.
 pub struct Application {
     port: u16,
     server: Server,
+    consumer: Consumer,
+    stop_tx: watch::Sender<bool>,
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("port", &self.port)
+            .field("worker", &self.consumer.instance())
             .finish_non_exhaustive()
     }
 }
 
 impl Application {
-    /// Bind the health/metrics port.
+    /// Build the provider client, the Redis connections (lazy: nothing connects yet) and the
+    /// consumer, and bind the health/metrics port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics = WorkerMetrics::new();
+        let provider = Provider::build(&config.provider)?;
+        let markers = SentMarkers::new(&config.redis_url, config.redis_timeout)?;
+        let queue_conn = config.queue.connection()?;
+        let storage = config.queue.storage(queue_conn.clone());
+        let apalis_config = config.queue.apalis_config();
+        let deliverer = Arc::new(Deliverer::new(
+            provider,
+            markers.clone(),
+            config.retry,
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+        let consumer = Consumer::new(storage, config.consumer.clone(), deliverer);
+
+        let probes = web::Data::new(Probes {
+            queue: queue_conn,
+            markers,
+            stopping: stop_rx,
+            active_key: apalis_config.active_jobs_list(),
+            scheduled_key: apalis_config.scheduled_jobs_set(),
+        });
+        let registry = web::Data::new(metrics.registry.clone());
+        let metrics = web::Data::new(metrics);
         let listener = TcpListener::bind(config.listen.address())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
         let port = listener.local_addr()?.port();
-        let metrics = web::Data::new(Metrics::new("sms-worker"));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(shared::telemetry::observe))
+                .app_data(registry.clone())
                 .app_data(metrics.clone())
+                .app_data(probes.clone())
                 .configure(shared::http::configure_extractors)
-                .service(
-                    web::resource("/healthz")
-                        .route(web::get().to(shared::http::healthz))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/metrics")
-                        .route(web::get().to(shared::metrics::handler))
-                        .default_service(web::to(method_not_allowed)),
-                )
+                .configure(routes::configure)
                 .default_service(web::to(shared::http::not_found))
         })
         .workers(1)
+        // The process stops on its own signal handling (run_until_stopped), after the jobs.
+        .disable_signals()
         .listen(listener)?
         .run();
-        tracing::info!(port, "sms-worker health port listening");
-        Ok(Self { port, server })
+        tracing::info!(
+            port,
+            worker = consumer.instance(),
+            "sms-worker health port listening"
+        );
+        Ok(Self {
+            port,
+            server,
+            consumer,
+            stop_tx,
+            shutdown_timeout: config.shutdown_timeout,
+        })
     }
 
     /// The health/metrics port actually bound.
@@ -60,8 +109,43 @@ impl Application {
         self.port
     }
 
-    /// Run until SIGTERM/SIGINT.
+    /// Run until SIGTERM/SIGINT, then stop gracefully.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.run_until(async {
+            let name = shared::shutdown::signal().await;
+            tracing::info!(signal = name, "stop requested");
+        })
+        .await
+    }
+
+    /// Run until `stop` completes, then stop gracefully (tests stop the worker this way).
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+        let server_handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let mut consumer = tokio::spawn(self.consumer.run(self.stop_tx.subscribe()));
+
+        tokio::select! {
+            () = stop => {}
+            // The consumer only ends once asked to; if it ever ends early, stop everything.
+            _ = &mut consumer => tracing::error!("queue consumer ended unexpectedly"),
+        }
+        let _ = self.stop_tx.send(true);
+        tracing::info!(
+            timeout_ms = self.shutdown_timeout.as_millis() as u64,
+            "taking no new jobs; waiting for in-flight ones"
+        );
+        match tokio::time::timeout(self.shutdown_timeout, &mut consumer).await {
+            Ok(_) => tracing::info!("in-flight jobs finished"),
+            Err(_) => {
+                consumer.abort();
+                tracing::warn!(
+                    "SHUTDOWN_TIMEOUT_MS passed with jobs in flight: they return to the queue \
+                     through orphan recovery"
+                );
+            }
+        }
+        server_handle.stop(true).await;
+        let _ = server.await;
+        Ok(())
     }
 }

@@ -1,27 +1,189 @@
-//! `spawn_app()`: the worker on a free health port against this test's own Redis database.
+//! Test support: the worker in-process (`spawn_app`) or as its real binary (`WorkerProcess`),
+//! against this test's own Redis databases (verify codes and queue), the shared SMS queue
+//! storage, and an in-process sms-sandbox reached over real HTTP.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apalis::prelude::TaskSink;
+use chrono::Utc;
+use shared::config::Env;
+use shared::domain::{Mobile, SmsCode};
+use shared::jobs::SendSmsCode;
+use shared::queue::{QueueSettings, SmsStorage};
 use sms_worker::config::Config;
 use sms_worker::startup::Application;
+use tests::sandbox::{Sandbox, SandboxConfig};
+use tokio::sync::oneshot;
 
-/// A running service and what the test needs to reach it and its data.
+/// Settings every test uses unless it overrides them: fast heartbeats (orphans recovered in
+/// 3–4 s), short retry delays and provider timeouts.
+pub fn base_vars(sandbox: &Sandbox, verify_url: &str, queue_url: &str) -> Vec<(String, String)> {
+    let c = sandbox.config();
+    [
+        ("PORT", "0".to_owned()),
+        ("HTTP_WORKERS", "1".to_owned()),
+        ("REDIS_URL", verify_url.to_owned()),
+        ("QUEUE_REDIS_URL", queue_url.to_owned()),
+        ("SMS_QUEUE", "test:sms".to_owned()),
+        ("SMS_PROVIDER", "ccp".to_owned()),
+        ("CCP_BASE_URL", sandbox.base_url()),
+        ("CCP_ACCOUNT_SID", c.account_sid.clone()),
+        ("CCP_AUTH_TOKEN", c.auth_token.clone()),
+        ("CCP_APP_ID", c.app_id.clone()),
+        ("CCP_TIMEOUT_MS", "1000".to_owned()),
+        ("SMS_RETRY_BASE_MS", "200".to_owned()),
+        ("SMS_RETRY_MAX_MS", "2000".to_owned()),
+        ("SMS_WORKER_HEARTBEAT_SECS", "1".to_owned()),
+        ("SMS_WORKER_MISSED_HEARTBEATS", "3".to_owned()),
+        ("SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Replace or add `overrides` in `vars`.
+pub fn with(mut vars: Vec<(String, String)>, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (k, v) in overrides {
+        vars.retain(|(name, _)| name != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    vars
+}
+
+/// What a test needs around a worker: its sandbox, its Redis databases and the queue.
+#[derive(Debug)]
+pub struct World {
+    pub sandbox: Sandbox,
+    pub verify: harness::TestRedis,
+    pub queue_url: String,
+    pub storage: SmsStorage,
+}
+
+impl World {
+    /// A sandbox with fresh credentials, and two fresh Redis databases on the shared server.
+    pub async fn new() -> Self {
+        let queue = harness::test_redis();
+        Self::with_queue_url(queue.url()).await
+    }
+
+    /// Same, with the queue at `queue_url` (a private Redis server for restart tests).
+    pub async fn with_queue_url(queue_url: String) -> Self {
+        let sandbox = Sandbox::start(SandboxConfig::random()).await;
+        let verify = harness::test_redis();
+        let storage = queue_settings(&queue_url).storage(
+            queue_settings(&queue_url)
+                .connection()
+                .expect("queue connection"),
+        );
+        Self {
+            sandbox,
+            verify,
+            queue_url,
+            storage,
+        }
+    }
+
+    pub fn vars(&self) -> Vec<(String, String)> {
+        base_vars(&self.sandbox, &self.verify.url(), &self.queue_url)
+    }
+
+    /// Push `job` through the shared storage, as verifications-svc does.
+    pub async fn push(&self, job: &SendSmsCode) {
+        let mut storage = self.storage.clone();
+        storage.push(job.clone()).await.expect("job queued");
+    }
+
+    /// Messages the sandbox recorded for `job`'s mobile.
+    pub fn messages(&self, job: &SendSmsCode) -> Vec<tests::sandbox::Message> {
+        self.sandbox.messages_for(job.mobile.as_str())
+    }
+
+    /// Calls the sandbox received carrying `job`'s request id.
+    pub fn calls(&self, job: &SendSmsCode) -> Vec<tests::sandbox::Call> {
+        let id = job.request_id.to_string();
+        self.sandbox
+            .calls()
+            .into_iter()
+            .filter(|c| c.req_id.as_deref() == Some(id.as_str()))
+            .collect()
+    }
+
+    /// Whether the "sent" marker of `job` exists, and its TTL in seconds.
+    pub fn marker_ttl(&self, job: &SendSmsCode) -> i64 {
+        let mut conn = self.verify.client().get_connection().expect("verify Redis");
+        redis::cmd("TTL")
+            .arg(shared::keys::sms_sent(&job.request_id))
+            .query(&mut conn)
+            .expect("TTL")
+    }
+}
+
+/// The shared queue settings for `url` (same name the worker is configured with).
+pub fn queue_settings(url: &str) -> QueueSettings {
+    QueueSettings::from_env(&mut Env::from_vars([
+        ("QUEUE_REDIS_URL", url),
+        ("SMS_QUEUE", "test:sms"),
+    ]))
+}
+
+/// A job for a random mobile, created now, valid 5 minutes.
+pub fn job() -> SendSmsCode {
+    let n = uuid::Uuid::new_v4().as_u128();
+    SendSmsCode {
+        mobile: Mobile::parse(&format!("138{:08}", n % 100_000_000)).expect("valid mobile"),
+        code: SmsCode::parse(&format!("{:06}", (n >> 64) % 1_000_000)).expect("valid code"),
+        ttl_minutes: 5,
+        template_id: "1".into(),
+        request_id: uuid::Uuid::new_v4(),
+        created_at: Utc::now(),
+    }
+}
+
+/// Poll `check` every 25 ms until it holds or `timeout` passes; whether it held.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A worker running in this test process.
 #[derive(Debug)]
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    let env = shared::config::Env::from_vars([
-        ("PORT", "0".to_owned()),
-        ("HTTP_WORKERS", "2".to_owned()),
-    ]);
-    let config = Config::from(env).expect("test configuration is valid");
+/// Start the worker in-process with `vars`.
+pub async fn spawn_app(vars: Vec<(String, String)>) -> TestApp {
+    // Logs show up in a failing test's output.
+    shared::telemetry::init("sms-worker");
+    // reqwest needs the crypto provider before the worker builds its client.
+    let http = harness::http_client();
+    let config = Config::from(Env::from_vars(vars)).expect("test configuration is valid");
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
     TestApp {
         address,
-        http: harness::http_client(),
+        http,
+        stop: Some(tx),
+        done: Some(done),
     }
 }
 
@@ -32,5 +194,117 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// The value of one sample line of `/metrics` (e.g. `sms_jobs_total{outcome="sent"`).
+    pub async fn metric(&self, prefix: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Wait until `metric(prefix)` reaches `value`.
+    pub async fn wait_metric(&self, prefix: &str, value: f64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.metric(prefix).await == Some(value) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Stop gracefully and wait for the end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(done) = self.done.take() {
+            done.await.expect("joined").expect("stopped cleanly");
+        }
+    }
+}
+
+/// The worker as its real binary, killed when dropped.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    pub child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    /// Start `target/.../sms-worker` with exactly `vars` (plus PATH), output to a log file.
+    pub fn start(vars: &[(String, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("worker.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sms-worker"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .spawn()
+            .expect("the sms-worker binary starts");
+        Self {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Wait up to `timeout` for the exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// The process's output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Retry an async operation until it succeeds or `timeout` passes (Redis coming back).
+pub async fn retry_until<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>(
+    timeout: Duration,
+    mut op: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => panic!("still failing: {e:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }

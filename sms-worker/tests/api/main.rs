@@ -1,4 +1,8 @@
-//! Tests of sms-worker against a real Redis queue.
+//! Tests of sms-worker against real Redis (queue and verify codes), real apalis, and the
+//! sms-sandbox over real HTTP; the process tests run the real binary.
 
+mod delivery;
 mod health;
 mod helpers;
+mod process;
+mod redis_restart;

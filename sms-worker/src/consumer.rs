@@ -1,0 +1,134 @@
+//! Consuming the SMS queue with apalis (DEPENDENCIES.md traps 1–5).
+//!
+//! - The storage is the shared one (`shared::queue::QueueSettings::storage`): same Redis, same
+//!   queue name as the producer. Only the consumer-side knobs are changed here: batch size,
+//!   heartbeat interval and missed heartbeats.
+//! - `poll_with_interval`: apalis-redis does not wake an idle worker when a job is pushed, so
+//!   without polling a new job would wait for the next heartbeat.
+//! - Each worker registration gets a unique name (host, pid, random, generation): a reused name
+//!   whose heartbeat is still fresh is refused by apalis-redis, and it would hide a dead
+//!   process's jobs from orphan recovery.
+//! - Orphan recovery: a worker that misses `SMS_WORKER_MISSED_HEARTBEATS` heartbeats of
+//!   `SMS_WORKER_HEARTBEAT_SECS` is dead; the next heartbeat of any live worker moves the jobs
+//!   it held back to the queue (apalis-redis `reenqueue_orphaned.lua`).
+//! - `.concurrency()` is the only tower layer: retries and timeouts are the deliverer's own,
+//!   because they must respect the code's expiry and the provider's answer classes.
+//! - When the worker fails (Redis restarted and forgot the registration, a connection error),
+//!   a fresh worker with a new name replaces it after a short pause, so the process resumes by
+//!   itself; whatever the failed one held is recovered as an orphan.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use shared::jobs::SendSmsCode;
+use shared::queue::SmsStorage;
+use tokio::sync::watch;
+
+use crate::config;
+use crate::delivery::{Deliverer, Outcome};
+
+/// The queue consumer of this process.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    storage: SmsStorage,
+    settings: config::Consumer,
+    deliverer: Arc<Deliverer>,
+    instance: String,
+}
+
+impl Consumer {
+    /// A consumer of `storage` (the shared SMS storage) with this process's settings.
+    pub fn new(storage: SmsStorage, settings: config::Consumer, deliverer: Arc<Deliverer>) -> Self {
+        let apalis_config = storage
+            .get_config()
+            .clone()
+            .batch_size(settings.batch_size)
+            .heartbeat_interval(settings.heartbeat)
+            .missed_heartbeats(settings.missed_heartbeats);
+        Self {
+            storage: storage.with_config(apalis_config),
+            settings,
+            deliverer,
+            instance: instance_name(),
+        }
+    }
+
+    /// This process's worker-name prefix.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Consume until `stop` turns true, then let in-flight jobs finish and hand back the
+    /// prefetched ones. Workers that fail are replaced.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut pause = Duration::from_millis(250);
+        for generation in 1u64.. {
+            if *stop.borrow() {
+                return;
+            }
+            let name = format!("{}-{generation}", self.instance);
+            let backend = self
+                .storage
+                .clone()
+                .poll_with_interval(self.settings.poll_interval);
+            let worker = WorkerBuilder::new(name.as_str())
+                .backend(backend)
+                .concurrency(self.settings.concurrency)
+                .data(self.deliverer.clone())
+                .build(handle);
+            let mut signal_rx = stop.clone();
+            let signal = async move {
+                // An error means the sender is gone, which also means "stop".
+                let _ = signal_rx.wait_for(|s| *s).await;
+                Ok::<(), WorkerError>(())
+            };
+            tracing::info!(worker = %name, concurrency = self.settings.concurrency, "consuming the SMS queue");
+            let started = Instant::now();
+            match worker.run_until(signal).await {
+                Ok(()) => {
+                    tracing::info!(worker = %name, "queue worker stopped");
+                    return;
+                }
+                Err(e) => {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    if started.elapsed() > Duration::from_secs(30) {
+                        pause = Duration::from_millis(250);
+                    }
+                    tracing::warn!(worker = %name, error = %e, pause_ms = pause.as_millis() as u64, "queue worker failed; starting a new one");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// The apalis job function: deliver on the multi-threaded runtime (the worker itself polls its
+/// jobs from one task) and tell apalis whether the job is done.
+async fn handle(job: SendSmsCode, deliverer: Data<Arc<Deliverer>>) -> Result<(), BoxDynError> {
+    let deliverer = Arc::clone(&deliverer);
+    let outcome = tokio::spawn(async move { deliverer.deliver(&job).await }).await?;
+    match outcome {
+        // An error makes apalis-redis schedule the job again, for another worker.
+        Outcome::Requeued => Err("worker stopping before the job's next attempt".into()),
+        // Every other outcome is final: a failed job must not come back from the queue.
+        _ => Ok(()),
+    }
+}
+
+/// `sms-worker-{host}-{pid}-{random}`: unique per process, readable in `redis-cli`.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("sms-worker-{host}-{}-{random}", std::process::id())
+}

@@ -1,0 +1,76 @@
+//! The "sent" markers: `sms_sent:{request_id}` in the verify-codes Redis, set once the provider
+//! accepted a job's message. The queue delivers at least once (a redelivered or orphaned job
+//! comes back), so the worker checks the marker before sending; CCP's `reqId` de-duplication
+//! is the second guard for the window between the provider's answer and the marker write.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use redis::AsyncCommands as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use shared::jobs::SendSmsCode;
+use shared::keys;
+
+/// How long a marker outlives its code: a job is dropped once its code has expired, so the
+/// marker is only needed until then; the margin covers clock skew between workers.
+const MARGIN_SECS: i64 = 60;
+
+/// Access to the markers (one multiplexed connection, reconnecting by itself).
+#[derive(Clone)]
+pub struct SentMarkers {
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for SentMarkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentMarkers").finish_non_exhaustive()
+    }
+}
+
+impl SentMarkers {
+    /// Connect lazily to `url` (nothing happens until the first command).
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a usable Redis URL: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(Self {
+            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+        })
+    }
+
+    /// Whether `job`'s message was already accepted by the provider.
+    pub async fn is_sent(&self, job: &SendSmsCode) -> redis::RedisResult<bool> {
+        self.conn
+            .clone()
+            .exists(keys::sms_sent(&job.request_id))
+            .await
+    }
+
+    /// Record that `job`'s message was accepted (SET NX EX: the first writer wins, and the
+    /// marker disappears shortly after the code expires).
+    pub async fn mark_sent(&self, job: &SendSmsCode) -> redis::RedisResult<()> {
+        let ttl = (job.expires_at() - Utc::now()).num_seconds().max(0) + MARGIN_SECS;
+        redis::cmd("SET")
+            .arg(keys::sms_sent(&job.request_id))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl)
+            .query_async::<Option<String>>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+
+    /// `PING`, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), String> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,294 @@
+//! Delivering jobs through the real queue to the sandbox: once, with the right content;
+//! retryable failures retried with growing delays; permanent ones not; expired codes dropped;
+//! redelivered jobs not sent twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tests::sandbox::Fault;
+
+use crate::helpers::{World, eventually, job, spawn_app, with};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[tokio::test]
+async fn one_job_is_delivered_exactly_once_with_the_code_the_minutes_and_its_request_id() {
+    let world = World::new().await;
+    let app = spawn_app(world.vars()).await;
+    let j = job();
+
+    world.push(&j).await;
+
+    assert!(eventually(SECS(10), || !world.messages(&j).is_empty()).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = world.messages(&j);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!(m.datas, [j.code.as_str().to_owned(), "5".to_owned()]);
+    assert_eq!(m.req_id.as_deref(), Some(j.request_id.to_string().as_str()));
+    assert_eq!(m.template_id, "1");
+    assert_eq!(m.app_id, world.sandbox.config().app_id);
+    assert_eq!(world.calls(&j).len(), 1);
+    // The marker lives a little longer than the code (300 s + 60 s margin).
+    let ttl = world.marker_ttl(&j);
+    assert!((350..=360).contains(&ttl), "marker TTL {ttl}");
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 1.0, SECS(2))
+            .await
+    );
+    app.stop().await;
+}
+
+/// Gaps between consecutive calls, in ms.
+fn gaps(times: &[DateTime<Utc>]) -> Vec<i64> {
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect()
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_with_growing_delays_then_delivered_once() {
+    let world = World::new().await;
+    let app = spawn_app(world.vars()).await;
+    let cases = [
+        ("HTTP 503 from a gateway", Fault::http_status(3, 503)),
+        ("CCP 160000 system error", Fault::status_code(3, "160000")),
+        (
+            "CCP 111111 too many concurrent requests",
+            Fault::status_code(3, "111111"),
+        ),
+    ];
+    for (why, fault) in cases {
+        world.sandbox.inject(fault);
+        let j = job();
+        world.push(&j).await;
+        assert!(
+            eventually(SECS(10), || !world.messages(&j).is_empty()).await,
+            "{why}: not delivered"
+        );
+        let calls = world.calls(&j);
+        assert_eq!(
+            calls.len(),
+            4,
+            "{why}: three failures then success: {calls:?}"
+        );
+        assert_eq!(calls[3].status_code.as_deref(), Some("000000"), "{why}");
+        // Backoff base 200 ms, doubling, equal jitter: [100,200], [200,400], [400,800] ms,
+        // plus the time of the failed call itself.
+        let g = gaps(&calls.iter().map(|c| c.received_at).collect::<Vec<_>>());
+        for (i, (lo, hi)) in [(100, 350), (200, 550), (400, 950)].iter().enumerate() {
+            assert!(
+                (*lo..=*hi).contains(&g[i]),
+                "{why}: gap {i} = {} ms, all {g:?}",
+                g[i]
+            );
+        }
+        assert_eq!(world.messages(&j).len(), 1, "{why}");
+    }
+    assert!(
+        app.wait_metric("sms_retries_total", 9.0, SECS(2)).await,
+        "three retries per case"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_that_hangs_past_the_timeout_is_retried_and_the_message_arrives_once() {
+    let world = World::new().await;
+    // CCP_TIMEOUT_MS is 1000: the first call hangs 2.5 s, the client gives up and retries.
+    // The hung call is answered later; CCP's reqId de-duplication keeps it from a second send.
+    let app = spawn_app(world.vars()).await;
+    world
+        .sandbox
+        .inject(Fault::delay(1, Duration::from_millis(2500)));
+    let j = job();
+    world.push(&j).await;
+
+    assert!(eventually(SECS(10), || !world.messages(&j).is_empty()).await);
+    let calls = world.calls(&j);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let gap = (calls[1].received_at - calls[0].received_at).num_milliseconds();
+    assert!(
+        (1000..2000).contains(&gap),
+        "retried after the 1 s timeout: {gap} ms"
+    );
+    // Wait until the hung call has been answered too.
+    assert!(
+        eventually(SECS(5), || world
+            .calls(&j)
+            .iter()
+            .all(|c| c.status_code.is_some()))
+        .await
+    );
+    assert_eq!(world.messages(&j).len(), 1);
+    let codes: Vec<Option<String>> = world.calls(&j).into_iter().map(|c| c.status_code).collect();
+    assert_eq!(codes, [Some("160054".into()), Some("000000".into())]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_failures_are_not_retried() {
+    let world = World::new().await;
+    let app = spawn_app(world.vars()).await;
+    let cases = [
+        ("daily cap per template and number", "160040"),
+        ("bad number format", "160042"),
+        ("number blacklisted", "160034"),
+        ("account balance", "111142"),
+        ("sent too often to this number", "160038"),
+    ];
+    for (n, (why, code)) in cases.iter().enumerate() {
+        world.sandbox.inject(Fault::status_code(1, code));
+        let j = job();
+        world.push(&j).await;
+        let done = app
+            .wait_metric(
+                r#"sms_jobs_total{outcome="permanent""#,
+                (n + 1) as f64,
+                SECS(10),
+            )
+            .await;
+        assert!(done, "{why}: not finished as permanent");
+        // A retry would come within 200 ms; wait longer.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let calls = world.calls(&j);
+        assert_eq!(calls.len(), 1, "{why}: {calls:?}");
+        assert_eq!(calls[0].status_code.as_deref(), Some(*code), "{why}");
+        assert!(world.messages(&j).is_empty(), "{why}");
+    }
+    assert_eq!(app.metric("sms_retries_total").await, Some(0.0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_auth_token_is_rejected_by_the_sandbox_with_111109_and_not_retried() {
+    let world = World::new().await;
+    let wrong = "0".repeat(32);
+    let app = spawn_app(with(world.vars(), &[("CCP_AUTH_TOKEN", wrong.as_str())])).await;
+    let j = job();
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="permanent""#, 1.0, SECS(10))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let codes: Vec<Option<String>> = world.calls(&j).into_iter().map(|c| c.status_code).collect();
+    assert_eq!(codes, [Some("111109".into())]);
+    assert!(world.messages(&j).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_job_is_dropped_without_calling_the_provider() {
+    let world = World::new().await;
+    let app = spawn_app(world.vars()).await;
+    let mut j = job();
+    j.created_at = Utc::now() - chrono::Duration::minutes(5) - chrono::Duration::seconds(1);
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="expired""#, 1.0, SECS(10))
+            .await
+    );
+    assert!(world.calls(&j).is_empty());
+    assert!(world.messages(&j).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_that_would_come_after_the_code_expires_is_not_made() {
+    let world = World::new().await;
+    // Backoff of at least 2 s, but the code expires in about 1.5 s.
+    let app = spawn_app(with(
+        world.vars(),
+        &[("SMS_RETRY_BASE_MS", "4000"), ("SMS_RETRY_MAX_MS", "4000")],
+    ))
+    .await;
+    world.sandbox.inject(Fault::http_status(5, 503));
+    let mut j = job();
+    j.ttl_minutes = 1;
+    j.created_at = Utc::now() - chrono::Duration::milliseconds(58_500);
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="expired""#, 1.0, SECS(10))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(world.calls(&j).len(), 1, "one attempt, no retry");
+    assert_eq!(app.metric("sms_retries_total").await, Some(0.0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retries_stop_after_five_attempts() {
+    let world = World::new().await;
+    let app = spawn_app(with(world.vars(), &[("SMS_RETRY_BASE_MS", "20")])).await;
+    world.sandbox.inject(Fault::status_code(10, "160000"));
+    let j = job();
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="exhausted""#, 1.0, SECS(10))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.calls(&j).len(), 5);
+    assert!(world.messages(&j).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_job_is_not_sent_again() {
+    let world = World::new().await;
+    let app = spawn_app(world.vars()).await;
+    let j = job();
+    world.push(&j).await;
+    assert!(eventually(SECS(10), || !world.messages(&j).is_empty()).await);
+
+    // The same job again (same request id), as an at-least-once queue may deliver it.
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="already_sent""#, 1.0, SECS(10))
+            .await
+    );
+    assert_eq!(
+        world.calls(&j).len(),
+        1,
+        "the marker stopped the second call"
+    );
+
+    // Had the marker been lost (a crash between the provider's answer and the marker write),
+    // the provider's reqId de-duplication answers 160054, which counts as sent.
+    let mut conn = world.verify.client().get_connection().expect("redis");
+    let _: i64 = redis::cmd("DEL")
+        .arg(shared::keys::sms_sent(&j.request_id))
+        .query(&mut conn)
+        .expect("DEL");
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 2.0, SECS(10))
+            .await
+    );
+    let codes: Vec<Option<String>> = world.calls(&j).into_iter().map(|c| c.status_code).collect();
+    assert_eq!(codes, [Some("000000".into()), Some("160054".into())]);
+    assert_eq!(world.messages(&j).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn many_jobs_pushed_at_once_are_each_delivered_once() {
+    let world = World::new().await;
+    let app = spawn_app(world.vars()).await;
+    let jobs: Vec<_> = (0..200).map(|_| job()).collect();
+    for j in &jobs {
+        world.push(j).await;
+    }
+    assert!(eventually(SECS(20), || world.sandbox.messages().len() >= 200).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = world.sandbox.messages();
+    assert_eq!(all.len(), 200);
+    let mut ids: Vec<String> = all.into_iter().filter_map(|m| m.req_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every request id once");
+    app.stop().await;
+}
