@@ -278,8 +278,12 @@
     showErrors(status, body);
   }
 
+  // Editing a field clears its own message, and the top message, which was about the last try.
   function clearOnInput(field) {
-    $(FIELD_INPUTS[field]).addEventListener("input", () => setFieldError(field, ""));
+    $(FIELD_INPUTS[field]).addEventListener("input", () => {
+      setFieldError(field, "");
+      setFormError("");
+    });
   }
 
   document.addEventListener("DOMContentLoaded", () => {

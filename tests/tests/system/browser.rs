@@ -1,0 +1,196 @@
+//! The register page in a real browser (Debian's headless chromium over WebDriver), against the
+//! whole system: a person's path through the form, including a wrong captcha, a taken username
+//! and a wrong SMS code, ending with a registered user. Screenshots of the filled form and of
+//! the success state are saved under target/e2e-artifacts/.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::stack::{Stack, artifacts_dir, random_mobile, random_username};
+use crate::webdriver::{Browser, ChromeDriver, TAB};
+
+/// The captcha id the page is showing: the uuid in the `<img>`'s src.
+async fn shown_captcha_id(browser: &Browser) -> String {
+    let src = browser.property("#image-code-img", "src").await;
+    let src = src.as_str().expect("the captcha has a src");
+    let id = src
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .expect("src ends with the id")
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "captcha src {src}");
+    id
+}
+
+/// Wait until the captcha image has loaded (its text is in Redis once it has been drawn).
+async fn wait_captcha_loaded(browser: &Browser) {
+    browser
+        .wait_until(
+            Duration::from_secs(10),
+            "the captcha image to load",
+            || async {
+                browser
+                    .execute(
+                        "const i = document.getElementById('image-code-img'); \
+                     return i.complete && i.naturalWidth > 0;",
+                        vec![],
+                    )
+                    .await
+                    == json!(true)
+            },
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_registers_through_the_page_in_a_real_browser() {
+    let stack = Stack::start().await;
+    // Someone already has this username: the page must say so on blur.
+    let taken = random_username();
+    let other_mobile = random_mobile();
+    let code = stack.sms_code_for(&other_mobile).await;
+    let reply = stack
+        .register(&taken, "taken-pass-1", &other_mobile, &code)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.json());
+
+    let driver = ChromeDriver::start();
+    let browser = driver.session().await;
+    browser.goto(&stack.url("/")).await;
+    assert_eq!(browser.text("h1").await, "用户注册");
+    wait_captcha_loaded(&browser).await;
+
+    // A taken username, checked on blur through /usernames/{u}/count/.
+    browser
+        .type_into("#username", &format!("{taken}{TAB}"))
+        .await;
+    browser
+        .wait_until(
+            Duration::from_secs(10),
+            "the taken-username message",
+            || async {
+                browser.text("#username-error").await == "已存在一位使用该名字的用户。"
+            },
+        )
+        .await;
+
+    // A free one clears it.
+    let username = random_username();
+    browser.clear("#username").await;
+    browser
+        .type_into("#username", &format!("{username}{TAB}"))
+        .await;
+    browser
+        .wait_until(
+            Duration::from_secs(10),
+            "the username message to clear",
+            || async { browser.text("#username-error").await.is_empty() },
+        )
+        .await;
+
+    let password = "browser-pass-1";
+    browser.type_into("#password", password).await;
+    browser.type_into("#password2", password).await;
+    let mobile = random_mobile();
+    browser
+        .type_into("#mobile", &format!("{mobile}{TAB}"))
+        .await;
+
+    // A wrong captcha: the top message, and a new captcha (the old one is used up).
+    let first_id = shown_captcha_id(&browser).await;
+    let right = stack.captcha_text(&first_id).await;
+    let wrong = if right.eq_ignore_ascii_case("AAAA") {
+        "BBBB"
+    } else {
+        "AAAA"
+    };
+    browser.type_into("#image-code", wrong).await;
+    browser.click("#send-sms").await;
+    browser
+        .wait_until(
+            Duration::from_secs(10),
+            "the wrong-captcha message",
+            || async { browser.text("#form-error").await == "图片验证码错误" },
+        )
+        .await;
+    let second_id = shown_captcha_id(&browser).await;
+    assert_ne!(second_id, first_id, "a wrong captcha draws a new one");
+    assert_eq!(browser.property("#image-code", "value").await, json!(""));
+    assert!(stack.inbox(&mobile).is_empty(), "nothing was sent");
+
+    // The right captcha: the SMS goes out and the button counts down.
+    wait_captcha_loaded(&browser).await;
+    let text = stack.captcha_text(&second_id).await;
+    browser.type_into("#image-code", &text).await;
+    browser.click("#send-sms").await;
+    browser
+        .wait_until(Duration::from_secs(10), "the countdown", || async {
+            browser.text("#send-sms").await.ends_with("秒后重新发送")
+        })
+        .await;
+    assert_eq!(browser.property("#send-sms", "disabled").await, json!(true));
+    assert!(
+        !browser.displayed("#form-error").await,
+        "the old message is gone"
+    );
+    let code = stack.sms_code_from_inbox(&mobile).await;
+
+    // A wrong SMS code first: the top message, nothing registered.
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    browser.type_into("#sms-code", wrong_code).await;
+    browser.click("#allow").await;
+    browser.click("#submit").await;
+    browser
+        .wait_until(
+            Duration::from_secs(15),
+            "the wrong-code message",
+            || async { browser.text("#form-error").await == "短信验证码错误" },
+        )
+        .await;
+    assert_eq!(
+        stack.database.scalar(&format!(
+            "SELECT COUNT(*) FROM tb_users WHERE mobile = '{mobile}'"
+        )),
+        Some("0".to_owned())
+    );
+
+    // The right code: a filled form, then the success state.
+    browser.clear("#sms-code").await;
+    browser.type_into("#sms-code", &code).await;
+    let shots = artifacts_dir();
+    browser.screenshot(&shots.join("register-filled.png")).await;
+    browser.click("#submit").await;
+    browser
+        .wait_until(Duration::from_secs(15), "the success state", || async {
+            browser.displayed("#success").await
+        })
+        .await;
+    assert_eq!(browser.text("#success-username").await, username);
+    assert!(!browser.displayed("#register-form").await);
+    browser
+        .screenshot(&shots.join("register-success.png"))
+        .await;
+
+    // The token is stored the way the meiduo front end stores it.
+    let stored = browser
+        .execute(
+            "return [localStorage.token, localStorage.user_id, localStorage.username];",
+            vec![],
+        )
+        .await;
+    let row = stack.database.query(&format!(
+        "SELECT id, username, mobile FROM tb_users WHERE username = '{username}'"
+    ));
+    assert_eq!(row.len(), 1, "one row for {username}");
+    assert_eq!(row[0][2], mobile);
+    assert_eq!(stored[1], Value::String(row[0][0].clone()));
+    assert_eq!(stored[2], json!(username));
+    assert_eq!(
+        stored[0].as_str().map(|t| t.split('.').count()),
+        Some(3),
+        "a JWT in localStorage.token: {stored}"
+    );
+    browser.quit().await;
+}

@@ -1,0 +1,510 @@
+//! What the gateway adds, and every error path of DESIGN §2 as a browser sees it through nginx:
+//! always JSON, DRF-shaped, whether nginx or a service made the answer.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::stack::{Options, Reply, Stack, http_client_from, workspace_root};
+
+/// One request through the gateway and the exact answer expected.
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    json: Value,
+}
+
+fn case(what: &'static str, method: &'static str, path: &str, status: u16, json: Value) -> Case {
+    Case {
+        what,
+        method,
+        path: path.to_owned(),
+        content_type: None,
+        body: Vec::new(),
+        status,
+        json,
+    }
+}
+
+fn with_body(mut c: Case, content_type: &'static str, body: impl Into<Vec<u8>>) -> Case {
+    c.content_type = Some(content_type);
+    c.body = body.into();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_reaches_the_client_as_drf_json_through_nginx() {
+    let stack = Stack::start().await;
+    let uuid = uuid::Uuid::new_v4();
+    let required = json!(["该字段是必填项。"]);
+    let cases = vec![
+        // 404: nginx (no such route) and the services (paths that fail their pattern).
+        case(
+            "unknown route (nginx)",
+            "GET",
+            "/nope",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        case(
+            "unknown API-looking route (nginx)",
+            "GET",
+            "/api/users/",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        case(
+            "internal error location cannot be requested",
+            "GET",
+            "/.gateway-error/429",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        case(
+            "username too short (users-svc)",
+            "GET",
+            "/usernames/abcd/count/",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        case(
+            "mobile not a mobile (users-svc)",
+            "GET",
+            "/mobiles/12345678901/count/",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        case(
+            "sms to a non-mobile (verifications-svc)",
+            "GET",
+            "/sms_codes/123/?image_code_id=x&text=abcd",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        case(
+            "unknown path under a service prefix",
+            "GET",
+            "/users/1/",
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        // 405: the services and nginx, with the method's name.
+        case(
+            "POST to a captcha (verifications-svc)",
+            "POST",
+            &format!("/image_codes/{uuid}/"),
+            405,
+            json!({"detail": "方法 “POST” 不被允许。"}),
+        ),
+        case(
+            "GET /users/ (users-svc)",
+            "GET",
+            "/users/",
+            405,
+            json!({"detail": "方法 “GET” 不被允许。"}),
+        ),
+        case(
+            "DELETE a count (users-svc)",
+            "DELETE",
+            "/mobiles/13800138000/count/",
+            405,
+            json!({"detail": "方法 “DELETE” 不被允许。"}),
+        ),
+        case(
+            "POST to the page (nginx)",
+            "POST",
+            "/",
+            405,
+            json!({"detail": "方法 “POST” 不被允许。"}),
+        ),
+        case(
+            "PUT to a static file (nginx)",
+            "PUT",
+            "/register.js",
+            405,
+            json!({"detail": "方法 “PUT” 不被允许。"}),
+        ),
+        // 400 field errors.
+        case(
+            "captcha id not a UUID",
+            "GET",
+            "/image_codes/not-a-uuid/",
+            400,
+            json!({"image_code_id": ["Must be a valid UUID."]}),
+        ),
+        case(
+            "sms query missing",
+            "GET",
+            "/sms_codes/13800138000/",
+            400,
+            json!({"image_code_id": required, "text": required}),
+        ),
+        case(
+            "sms text too long",
+            "GET",
+            &format!("/sms_codes/13800138000/?image_code_id={uuid}&text=abcde"),
+            400,
+            json!({"text": ["请确保这个字段不能超过 4 个字符。"]}),
+        ),
+        case(
+            "sms with an unknown captcha",
+            "GET",
+            &format!("/sms_codes/13800138000/?image_code_id={uuid}&text=abcd"),
+            400,
+            json!({"non_field_errors": ["图片验证码无效"]}),
+        ),
+        with_body(
+            case(
+                "register with an empty object",
+                "POST",
+                "/users/",
+                400,
+                json!({
+            "username": required, "password": required, "password2": required,
+            "sms_code": required, "mobile": required, "allow": required}),
+            ),
+            "application/json",
+            "{}",
+        ),
+        with_body(
+            case(
+                "register with a list",
+                "POST",
+                "/users/",
+                400,
+                json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+            ),
+            "application/json",
+            "[]",
+        ),
+        with_body(
+            case(
+                "allow as a JSON boolean",
+                "POST",
+                "/users/",
+                400,
+                json!({"allow": ["Not a valid string."]}),
+            ),
+            "application/json",
+            json!({"username": "abcde1", "password": "12345678", "password2": "12345678",
+                   "sms_code": "123456", "mobile": "13800138000", "allow": true})
+            .to_string(),
+        ),
+        // 413 (nginx refuses before the service), 415.
+        with_body(
+            case(
+                "body over 16 KiB (nginx)",
+                "POST",
+                "/users/",
+                413,
+                json!({"detail": "请求体过大。"}),
+            ),
+            "application/json",
+            vec![b' '; 16 * 1024 + 1],
+        ),
+        with_body(
+            case(
+                "text/plain body",
+                "POST",
+                "/users/",
+                415,
+                json!({"detail": "不支持请求中的媒体类型 “text/plain”。"}),
+            ),
+            "text/plain",
+            "hello",
+        ),
+        // 414: a URI beyond nginx's buffers.
+        case(
+            "URI too long (nginx)",
+            "GET",
+            &format!("/usernames/{}/count/", "a".repeat(9000)),
+            414,
+            json!({"detail": "请求的 URI 过长。"}),
+        ),
+    ];
+
+    let client = harness::http_client();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let mut req = client.request(c.method.parse().expect("a method"), stack.url(&c.path));
+        if let Some(ct) = c.content_type {
+            req = req.header("Content-Type", ct).body(c.body.clone());
+        }
+        let reply = Reply::of(req).await;
+        let body: Option<Value> = serde_json::from_slice(&reply.body).ok();
+        let ok = reply.status == c.status
+            && reply.content_type.starts_with("application/json")
+            && body.as_ref() == Some(&c.json)
+            && reply.header("x-request-id").is_some_and(|v| !v.is_empty());
+        if !ok {
+            failures.push(format!(
+                "{}: {} {} → {} {:?} {}",
+                c.what,
+                c.method,
+                c.path.chars().take(80).collect::<String>(),
+                reply.status,
+                reply.content_type,
+                String::from_utf8_lossy(&reply.body)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "not the expected JSON:\n{}",
+        failures.join("\n")
+    );
+
+    // Malformed JSON: the parser's message varies, the shape does not.
+    let reply = Reply::of(
+        client
+            .post(stack.url("/users/"))
+            .header("Content-Type", "application/json")
+            .body("{\"username\": "),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    let detail = reply.json()["detail"].as_str().map(str::to_owned);
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("JSON parse error - ")),
+        "{detail:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_and_the_service_refuse_an_oversized_body_with_the_same_json() {
+    let stack = Stack::start().await;
+    let client = harness::http_client();
+    let big = vec![b' '; 16 * 1024 + 1];
+    let through_nginx = Reply::of(
+        client
+            .post(stack.url("/users/"))
+            .header("Content-Type", "application/json")
+            .body(big.clone()),
+    )
+    .await;
+    // The service's own limit, asked directly (nginx never lets such a body through).
+    let direct = Reply::of(
+        client
+            .post(format!("http://127.0.0.1:{}/users/", stack.users.port))
+            .header("Content-Type", "application/json")
+            .body(big),
+    )
+    .await;
+    assert_eq!((through_nginx.status, direct.status), (413, 413));
+    assert_eq!(through_nginx.json(), json!({"detail": "请求体过大。"}));
+    assert_eq!(through_nginx.json(), direct.json());
+    // Exactly 16 KiB passes nginx and reaches the service's parser.
+    let mut at_limit = vec![b' '; 16 * 1024 - 2];
+    at_limit.splice(0..0, *b"{}");
+    let reply = Reply::of(
+        client
+            .post(stack.url("/users/"))
+            .header("Content-Type", "application/json")
+            .body(at_limit),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.json());
+    assert!(
+        reply.json().get("username").is_some(),
+        "the service validated it: {}",
+        reply.json()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_gets_nginx_json_429_while_others_pass() {
+    let stack = Stack::start().await;
+    let flooder = http_client_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let mut statuses = Vec::new();
+    let mut throttled: Option<Reply> = None;
+    // 50 r/s with a burst of 100: 250 requests at once must see some 429s, however slow the
+    // machine is.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..250 {
+        let req = flooder.get(stack.url("/style.css"));
+        set.spawn(Reply::of(req));
+    }
+    while let Some(reply) = set.join_next().await {
+        let reply = reply.expect("the request task finishes");
+        statuses.push(reply.status);
+        if reply.status == 429 && throttled.is_none() {
+            throttled = Some(reply);
+        }
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        ok + limited,
+        statuses.len(),
+        "only 200 or 429: {statuses:?}"
+    );
+    assert!(ok >= 100, "the burst passes: {ok} ok");
+    assert!(limited > 0, "the flood is limited");
+    let throttled = throttled.expect("a 429");
+    assert_eq!(throttled.content_type, "application/json");
+    assert_eq!(
+        throttled.json(),
+        json!({"detail": "请求次数过于频繁，请稍后再试"})
+    );
+    assert_eq!(throttled.header("retry-after"), Some("1"));
+
+    // Another address is unaffected, and so is loopback (local benchmarks are exempt).
+    let other = http_client_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    assert_eq!(Reply::of(other.get(stack.url("/"))).await.status, 200);
+    let local = harness::http_client();
+    for _ in 0..150 {
+        assert_eq!(
+            Reply::of(local.get(stack.url("/style.css"))).await.status,
+            200
+        );
+    }
+    // The flooder gets through again once the rate allows.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(Reply::of(flooder.get(stack.url("/"))).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_service_is_a_json_503_and_the_other_keeps_working() {
+    let mut stack = Stack::start().await;
+    let client = harness::http_client();
+    stack.users.stop();
+    for path in ["/usernames/someone1/count/", "/mobiles/13800138000/count/"] {
+        let reply = Reply::of(client.get(stack.url(path))).await;
+        assert_eq!(reply.status, 503, "{path}");
+        assert_eq!(reply.content_type, "application/json");
+        assert_eq!(
+            reply.json(),
+            json!({"detail": "服务暂时不可用，请稍后重试"})
+        );
+        assert_eq!(reply.header("retry-after"), Some("5"));
+    }
+    let reply = Reply::of(client.post(stack.url("/users/")).json(&json!({}))).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (503, json!({"detail": "服务暂时不可用，请稍后重试"}))
+    );
+    // verifications-svc is unaffected.
+    let (_, text) = stack.captcha().await;
+    assert_eq!(text.chars().count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_the_services_json_503_passed_through_unchanged() {
+    let mut stack = Stack::start_with(Options {
+        private_redis: true,
+        ..Options::default()
+    })
+    .await;
+    let client = harness::http_client();
+    stack
+        .private_redis
+        .as_mut()
+        .expect("a private Redis")
+        .stop();
+    let reply =
+        Reply::of(client.get(stack.url(&format!("/image_codes/{}/", uuid::Uuid::new_v4())))).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(
+        reply.json(),
+        json!({"detail": "服务暂时不可用，请稍后重试"})
+    );
+    assert!(reply.header("retry-after").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_kept_when_sane_replaced_when_not_and_reach_the_service_log() {
+    let stack = Stack::start().await;
+    let client = harness::http_client();
+    let id = format!("e2e-trace-{}", uuid::Uuid::new_v4().simple());
+    let reply = Reply::of(
+        client
+            .get(stack.url("/mobiles/13800138000/count/"))
+            .header("X-Request-Id", &id),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-request-id"), Some(id.as_str()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !stack.users.log_text().contains(&id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "users-svc never logged {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Not sane (spaces, or too long): nginx makes its own, 32 hex digits.
+    for bad in ["has spaces in it", &"x".repeat(200)] {
+        let reply = Reply::of(
+            client
+                .get(stack.url("/mobiles/13800138000/count/"))
+                .header("X-Request-Id", bad),
+        )
+        .await;
+        let got = reply.header("x-request-id").expect("an id").to_owned();
+        assert_ne!(got, bad);
+        assert!(
+            got.len() == 32 && got.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{got}"
+        );
+    }
+    // Static files and nginx's own errors carry one too.
+    for path in ["/", "/nope"] {
+        let reply = Reply::of(client.get(stack.url(path))).await;
+        assert!(
+            reply.header("x-request-id").is_some_and(|v| v.len() == 32),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_assets_are_served_with_safe_headers() {
+    let stack = Stack::start().await;
+    let client = harness::http_client();
+    let web = workspace_root().join("deploy/web");
+    for (path, file, content_type) in [
+        ("/", "index.html", "text/html; charset=utf-8"),
+        ("/index.html", "index.html", "text/html; charset=utf-8"),
+        (
+            "/register.js",
+            "register.js",
+            "application/javascript; charset=utf-8",
+        ),
+        ("/style.css", "style.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = Reply::of(client.get(stack.url(path))).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.content_type, content_type, "{path}");
+        assert_eq!(
+            reply.body,
+            std::fs::read(web.join(file)).expect("the file exists"),
+            "{path} is the file"
+        );
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("cache-control"), Some("no-cache"));
+        let csp = reply.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'self'"), "{path}: CSP {csp}");
+    }
+    let health = Reply::of(client.get(stack.url("/gateway/healthz"))).await;
+    assert_eq!(
+        (health.status, health.json()),
+        (200, json!({"status": "ok"}))
+    );
+    // The services' internal endpoints are not routed to the outside.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            Reply::of(client.get(stack.url(path))).await.status,
+            404,
+            "{path}"
+        );
+    }
+}
