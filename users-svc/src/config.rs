@@ -1,7 +1,14 @@
 //! Settings of users-svc, each read from its environment variable with a default that
-//! works for local development (`deploy/dev up`).
+//! works for local development (`deploy/dev up`). `JWT_SECRET` is the one setting without a
+//! default: a token signed with a guessable key would let anyone log in as anyone.
 
+use std::time::Duration;
+
+use ipnet::IpNet;
 use shared::config::{ConfigError, Env, Listen};
+
+/// The shortest `JWT_SECRET` accepted, in bytes: HS256 wants a key of at least its output size.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// Everything users-svc reads at start-up.
 #[derive(Debug, Clone)]
@@ -14,7 +21,62 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// `REDIS_TIMEOUT_MS`, default 1000: wait, connect and recycle timeout of the pool, so a
     /// request fails fast with 503 when Redis is down instead of hanging.
-    pub redis_timeout: std::time::Duration,
+    pub redis_timeout: Duration,
+    /// `DATABASE_URL`, `DB_POOL_SIZE` (16), `DB_TIMEOUT_MS` (2000).
+    pub database: DatabaseConfig,
+    /// `BCRYPT_COST` (12, at least 10), `HASH_CONCURRENCY` (cores), `HASH_QUEUE_MAX` (8 × cores).
+    pub hashing: HashingConfig,
+    /// `JWT_SECRET` (required), `JWT_EXPIRATION_SECS` (86400).
+    pub jwt: JwtConfig,
+    /// `COUNT_LIMIT_PER_IP_PER_MINUTE`, default 120: availability checks per client IP, against
+    /// bulk enumeration of usernames and mobiles.
+    pub count_limit_per_minute: u64,
+    /// `TRUSTED_PROXIES`, default `127.0.0.1/32`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Where the users table lives and how long we wait for it.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`, default `mysql://meiduo:meiduo@127.0.0.1:3306/meiduo_mall`.
+    pub url: String,
+    /// `DB_POOL_SIZE`, default 16 connections.
+    pub pool_size: usize,
+    /// `DB_TIMEOUT_MS`, default 2000: bound on a pool checkout, a new connection and each query,
+    /// so a dead or frozen MariaDB turns into a quick 503 instead of a hanging request.
+    pub timeout: Duration,
+}
+
+/// How passwords are hashed (DESIGN §5).
+#[derive(Debug, Clone)]
+pub struct HashingConfig {
+    /// `BCRYPT_COST`, default 12, between 10 and 31.
+    pub bcrypt_cost: u32,
+    /// `HASH_CONCURRENCY`, default one per core: bcrypt is pure CPU, more at once only adds latency.
+    pub concurrency: usize,
+    /// `HASH_QUEUE_MAX`, default 8 per core: registrations allowed to wait for a hashing slot.
+    /// Beyond that the answer is an immediate 503, so latency stays bounded (at cost 12 on two
+    /// cores: 16 waiting ≈ 2 s at most).
+    pub queue_max: usize,
+}
+
+/// The login token handed out at registration.
+#[derive(Clone)]
+pub struct JwtConfig {
+    /// `JWT_SECRET`: required, at least [`MIN_JWT_SECRET_BYTES`] bytes.
+    pub secret: Vec<u8>,
+    /// `JWT_EXPIRATION_SECS`, default 86400 (djangorestframework-jwt's one day).
+    pub expiration: Duration,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("JwtConfig")
+            .field("secret", &"***")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 impl Config {
@@ -25,6 +87,7 @@ impl Config {
 
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let config = Self {
             listen: Listen::from_env(&mut env, 8002),
             redis_url: env.url(
@@ -34,8 +97,111 @@ impl Config {
             ),
             redis_pool_size: env.int_in("REDIS_POOL_SIZE", 32, 1, 1024),
             redis_timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
+            database: DatabaseConfig::read(&mut env),
+            hashing: HashingConfig {
+                bcrypt_cost: env.int_in("BCRYPT_COST", 12, 10, 31),
+                concurrency: env.int_in("HASH_CONCURRENCY", cores, 1, 256),
+                queue_max: env.int_in("HASH_QUEUE_MAX", 8 * cores, 0, 100_000),
+            },
+            jwt: JwtConfig::read(&mut env),
+            count_limit_per_minute: env.int_in(
+                "COUNT_LIMIT_PER_IP_PER_MINUTE",
+                120,
+                1,
+                1_000_000_000,
+            ),
+            trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
         };
         env.finish()?;
         Ok(config)
+    }
+}
+
+impl DatabaseConfig {
+    /// Read `DATABASE_URL`, `DB_POOL_SIZE`, `DB_TIMEOUT_MS` (also used alone by `users-svc migrate`).
+    pub fn read(env: &mut Env) -> Self {
+        Self {
+            url: env.url(
+                "DATABASE_URL",
+                "mysql://meiduo:meiduo@127.0.0.1:3306/meiduo_mall",
+                &["mysql://"],
+            ),
+            pool_size: env.int_in("DB_POOL_SIZE", 16, 1, 1024),
+            timeout: env.millis("DB_TIMEOUT_MS", 2000),
+        }
+    }
+}
+
+impl JwtConfig {
+    fn read(env: &mut Env) -> Self {
+        let secret = env.string("JWT_SECRET", "").into_bytes();
+        if secret.is_empty() {
+            env.invalid(
+                "JWT_SECRET",
+                "is required (the key that signs login tokens; at least 32 random bytes)",
+            );
+        } else if secret.len() < MIN_JWT_SECRET_BYTES {
+            env.invalid(
+                "JWT_SECRET",
+                format!(
+                    "is {} bytes, must be at least {MIN_JWT_SECRET_BYTES}",
+                    secret.len()
+                ),
+            );
+        }
+        Self {
+            secret,
+            expiration: env.seconds("JWT_EXPIRATION_SECS", 86_400),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from(Env::from_vars(vars.iter().copied()))
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = with(&[("JWT_SECRET", SECRET)]).expect("valid");
+        assert_eq!(
+            c.database.url,
+            "mysql://meiduo:meiduo@127.0.0.1:3306/meiduo_mall"
+        );
+        assert_eq!(c.hashing.bcrypt_cost, 12);
+        assert_eq!(c.jwt.expiration, Duration::from_secs(86_400));
+        assert_eq!(c.count_limit_per_minute, 120);
+        assert_eq!(c.trusted_proxies.len(), 1);
+        assert_eq!(c.listen.port, 8002);
+    }
+
+    #[test]
+    fn a_missing_or_short_secret_and_a_low_cost_are_refused_together() {
+        let err = with(&[]).expect_err("no secret").to_string();
+        assert!(err.contains("JWT_SECRET: is required"), "{err}");
+        let err = with(&[
+            ("JWT_SECRET", "short"),
+            ("BCRYPT_COST", "9"),
+            ("DATABASE_URL", "postgres://x"),
+        ])
+        .expect_err("three errors")
+        .to_string();
+        assert!(err.contains("JWT_SECRET: is 5 bytes"), "{err}");
+        assert!(
+            err.contains("BCRYPT_COST=9: must be between 10 and 31"),
+            "{err}"
+        );
+        assert!(err.contains("DATABASE_URL=\"postgres://x\""), "{err}");
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let c = with(&[("JWT_SECRET", SECRET)]).expect("valid");
+        assert!(!format!("{c:?}").contains(SECRET));
     }
 }

@@ -1,12 +1,52 @@
-//! `users-svc`: telemetry, configuration, then serve until SIGTERM/SIGINT.
+//! `users-svc`: telemetry, configuration, migrations, then serve until SIGTERM/SIGINT.
+//!
+//! `users-svc migrate` applies pending migrations and exits; `users-svc migrate revert` reverts
+//! the latest one. Both read only `DATABASE_URL`.
 
-use users_svc::{config::Config, startup::Application};
+use shared::config::Env;
+use users_svc::config::{Config, DatabaseConfig};
+use users_svc::db;
+use users_svc::startup::Application;
 
+// Under `#[tokio::main]`, not actix's: migrations need a multi-thread tokio runtime
+// (DEPENDENCIES trap 7), and actix-web 4 serves fine inside it.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("users-svc");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => serve().await,
+        ["migrate"] => report(db::migrate(&database_url()).await?, "applied"),
+        ["migrate", "revert"] => report(db::revert_last(&database_url()).await?, "reverted"),
+        _ => {
+            eprintln!("usage: users-svc [migrate [revert]]");
+            std::process::exit(2)
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env().unwrap_or_else(|e| e.exit());
+    let applied = db::migrate(&config.database.url).await?;
+    tracing::info!(?applied, "migrations up to date");
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;
+    Ok(())
+}
+
+fn database_url() -> String {
+    let mut env = Env::from_process();
+    let url = DatabaseConfig::read(&mut env).url;
+    env.finish().unwrap_or_else(|e| e.exit());
+    url
+}
+
+fn report(versions: Vec<String>, what: &str) -> anyhow::Result<()> {
+    tracing::info!(?versions, "migrations {what}");
     Ok(())
 }

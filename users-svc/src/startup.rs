@@ -1,14 +1,23 @@
 //! Building the HTTP server: bind first (so a test can ask for port 0 and learn the port),
 //! then serve until a shutdown signal.
+//!
+//! Migrations are not run here but before `build` (in `main`, and by `spawn_app` in tests), on
+//! a blocking thread: see [`crate::db::migrate`].
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use prometheus::IntGauge;
 use shared::metrics::Metrics;
 
 use crate::config::Config;
+use crate::db::Db;
+use crate::domain::availability::Availability;
+use crate::domain::password::Hasher;
+use crate::domain::registration::Registrar;
+use crate::domain::token::TokenIssuer;
 use crate::routes;
 
 /// A bound, not yet running, users-svc.
@@ -25,23 +34,70 @@ impl std::fmt::Debug for Application {
     }
 }
 
+fn gauge(metrics: &Metrics, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric options are valid");
+    metrics.register(Box::new(g.clone()));
+    g
+}
+
 impl Application {
-    /// Bind the listener and assemble the server with its shared clients.
+    /// Bind the listener and assemble the server with its shared clients. Neither pool connects
+    /// here, so the service starts (and answers 503 until they are reachable) without MariaDB
+    /// or Redis.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.listen.address())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
         let port = listener.local_addr()?.port();
-        let metrics = web::Data::new(Metrics::new("users-svc"));
-        let redis = web::Data::new(shared::redis_pool::build(
+        let metrics = Metrics::new("users-svc");
+        let redis = shared::redis_pool::build(
             &config.redis_url,
             config.redis_pool_size,
             config.redis_timeout,
-        )?);
+        )?;
+        let db = Db::build(&config.database)?;
+        let hasher = Hasher::new(
+            config.hashing.bcrypt_cost,
+            config.hashing.concurrency,
+            config.hashing.queue_max,
+            gauge(
+                &metrics,
+                "users_hash_queue_depth",
+                "Registrations waiting for a password hashing slot",
+            ),
+            gauge(
+                &metrics,
+                "users_hash_in_progress",
+                "Password hashes running on the blocking pool",
+            ),
+        );
+        let registrar = web::Data::new(Registrar {
+            db: db.clone(),
+            redis: redis.clone(),
+            hasher,
+            tokens: TokenIssuer::new(config.jwt.secret.clone(), config.jwt.expiration),
+            outcomes: metrics.counter_vec(
+                "users_registrations_total",
+                "Registration requests by outcome",
+                &["outcome"],
+            ),
+        });
+        let availability = web::Data::new(Availability {
+            db: db.clone(),
+            redis: redis.clone(),
+            limit: Availability::limit(config.count_limit_per_minute),
+            trusted_proxies: config.trusted_proxies.clone(),
+        });
+        let metrics = web::Data::new(metrics);
+        let db = web::Data::new(db);
+        let redis = web::Data::new(redis);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(shared::telemetry::observe))
                 .app_data(metrics.clone())
                 .app_data(redis.clone())
+                .app_data(db.clone())
+                .app_data(registrar.clone())
+                .app_data(availability.clone())
                 .configure(shared::http::configure_extractors)
                 .configure(routes::configure)
                 .default_service(web::to(shared::http::not_found))

@@ -1,9 +1,13 @@
-//! `/healthz` (alive) and `/readyz` (MariaDB and Redis reachable).
+//! `/readyz`: MariaDB and Redis reachable (`/healthz` is the shared one).
 
 use actix_web::{HttpResponse, web};
 use deadpool_redis::Pool;
 
-/// `GET /readyz`: 200 when Redis answers a PING, else 503 naming what failed.
-pub async fn readyz(redis: web::Data<Pool>) -> HttpResponse {
-    shared::http::readiness(&[("redis", shared::redis_pool::ping(&redis).await)])
+use crate::db::Db;
+
+/// `GET /readyz`: 200 when MariaDB answers `SELECT 1` and Redis a PING (checked concurrently),
+/// else 503 naming what failed.
+pub async fn readyz(db: web::Data<Db>, redis: web::Data<Pool>) -> HttpResponse {
+    let (db, redis) = tokio::join!(db.ping(), shared::redis_pool::ping(&redis));
+    shared::http::readiness(&[("database", db), ("redis", redis)])
 }

@@ -1,7 +1,14 @@
-//! `spawn_app()`: the service on a free port against this test's own Redis database.
+//! `spawn_app()`: the service on a free port against this test's own MariaDB database (created
+//! by the harness, migrated here exactly as `main` does) and its own Redis database.
 
+use std::time::Duration;
+
+use serde_json::Value;
 use users_svc::config::Config;
 use users_svc::startup::Application;
+
+/// The JWT secret of every test app.
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 
 /// A running service and what the test needs to reach it and its data.
 #[derive(Debug)]
@@ -9,34 +16,85 @@ pub struct TestApp {
     pub address: String,
     /// This test's own Redis database (keys are asserted through it).
     pub redis: harness::TestRedis,
+    /// This test's own MariaDB database, migrated (rows are asserted through it).
+    pub db: harness::TestDatabase,
     pub http: reqwest::Client,
 }
 
+/// Settings of the test apps besides the addresses: bcrypt at its minimum cost for speed.
+fn base_vars() -> Vec<(&'static str, String)> {
+    vec![
+        ("PORT", "0".to_owned()),
+        ("HTTP_WORKERS", "2".to_owned()),
+        ("REDIS_TIMEOUT_MS", "300".to_owned()),
+        ("DB_TIMEOUT_MS", "1000".to_owned()),
+        ("BCRYPT_COST", "10".to_owned()),
+        ("JWT_SECRET", JWT_SECRET.to_owned()),
+    ]
+}
+
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// The service with extra or overriding environment variables.
+pub async fn spawn_app_with(vars: &[(&'static str, &str)]) -> TestApp {
     let redis = harness::test_redis();
     let url = redis.url();
-    spawn(redis, url).await
+    spawn(redis, url, harness::test_database(), None, vars).await
 }
 
 /// The service against a Redis URL of the test's choosing (a private server it may stop).
 pub async fn spawn_app_with_redis(url: String) -> TestApp {
-    spawn(harness::test_redis(), url).await
+    spawn(
+        harness::test_redis(),
+        url,
+        harness::test_database(),
+        None,
+        &[],
+    )
+    .await
 }
 
-async fn spawn(redis: harness::TestRedis, url: String) -> TestApp {
-    let env = shared::config::Env::from_vars([
-        ("PORT", "0".to_owned()),
-        ("HTTP_WORKERS", "2".to_owned()),
-        ("REDIS_URL", url),
-        ("REDIS_TIMEOUT_MS", "300".to_owned()),
-    ]);
-    let config = Config::from(env).expect("test configuration is valid");
+/// The service against a database URL of the test's choosing (a private MariaDB it may stop);
+/// `db` still names a database on the shared server, unused by the service.
+pub async fn spawn_app_with_database(database_url: String) -> TestApp {
+    let redis = harness::test_redis();
+    let url = redis.url();
+    spawn(
+        redis,
+        url,
+        harness::test_database(),
+        Some(database_url),
+        &[],
+    )
+    .await
+}
+
+async fn spawn(
+    redis: harness::TestRedis,
+    redis_url: String,
+    db: harness::TestDatabase,
+    database_url: Option<String>,
+    vars: &[(&'static str, &str)],
+) -> TestApp {
+    let database_url = database_url.unwrap_or_else(|| db.url());
+    users_svc::db::migrate(&database_url)
+        .await
+        .expect("migrations apply to a fresh database");
+    let mut env = base_vars();
+    env.push(("REDIS_URL", redis_url));
+    env.push(("DATABASE_URL", database_url));
+    env.extend(vars.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let config =
+        Config::from(shared::config::Env::from_vars(env)).expect("test configuration is valid");
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         redis,
+        db,
         http: harness::http_client(),
     }
 }
@@ -48,5 +106,164 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// `POST /users/` with a JSON body.
+    pub async fn register(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/users/", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /users/` with any content type and body.
+    pub async fn register_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/users/", self.address))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub fn redis_conn(&self) -> redis::Connection {
+        self.redis
+            .client()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect to the test Redis")
+    }
+
+    /// Store an SMS code as verifications-svc does (`sms_{mobile}`, 300 s).
+    pub fn store_sms_code(&self, mobile: &str, code: &str) {
+        redis::cmd("SETEX")
+            .arg(format!("sms_{mobile}"))
+            .arg(300)
+            .arg(code)
+            .query::<()>(&mut self.redis_conn())
+            .expect("SETEX");
+    }
+
+    /// The value of a Redis key, if any.
+    pub fn redis_get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.redis_conn())
+            .expect("GET")
+    }
+
+    /// The TTL of a Redis key (-2 when missing, -1 without expiry).
+    pub fn redis_ttl(&self, key: &str) -> i64 {
+        redis::cmd("TTL")
+            .arg(key)
+            .query(&mut self.redis_conn())
+            .expect("TTL")
+    }
+
+    /// The number of rows in `tb_users`.
+    pub fn user_count(&self) -> usize {
+        self.db
+            .scalar("SELECT COUNT(*) FROM tb_users")
+            .and_then(|n| n.parse().ok())
+            .expect("a count")
+    }
+}
+
+/// A valid registration body.
+pub fn registration(username: &str, mobile: &str, code: &str) -> Value {
+    serde_json::json!({
+        "username": username,
+        "password": "password123",
+        "password2": "password123",
+        "sms_code": code,
+        "mobile": mobile,
+        "allow": "true",
+    })
+}
+
+/// Status and parsed JSON body of a response (panics on a non-JSON body: every answer is JSON).
+pub async fn status_and_json(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = res.text().await.expect("body");
+    assert!(ct.starts_with("application/json"), "{status} {ct}: {text}");
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} not JSON ({e}): {text}"));
+    (status, body)
+}
+
+impl TestApp {
+    /// Insert an account directly, as another instance or Django would have.
+    pub fn insert_user(&self, username: &str, mobile: &str) {
+        self.db.query(&format!(
+            "SET NAMES utf8mb4; INSERT INTO tb_users (password, username, mobile, date_joined) \
+             VALUES ('bcrypt_sha256$x', '{username}', '{mobile}', NOW(6))"
+        ));
+    }
+}
+
+/// A MariaDB server of the test's own, which it may stop and start again on the same port
+/// (fault tests). Killed when dropped.
+#[derive(Debug)]
+pub struct PrivateMariaDb {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMariaDb {
+    /// Start a server with an empty `users` database.
+    pub fn start() -> Self {
+        let dir = harness::process::scratch_dir();
+        let port = harness::process::free_port();
+        let child = harness::mariadb::start(dir.path(), port);
+        harness::mariadb::try_client(port, None, "CREATE DATABASE users CHARACTER SET utf8mb4")
+            .expect("create the database");
+        Self {
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/users", self.port)
+    }
+
+    /// Kill the server (SIGKILL: the connections die as in a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(harness::mariadb::start(self.dir.path(), self.port));
+    }
+
+    /// Run SQL in the `users` database.
+    pub fn query(&self, sql: &str) -> String {
+        let out = harness::mariadb::try_client(self.port, Some("users"), sql).expect("SQL runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -2,3 +2,7 @@
 
 mod health;
 mod helpers;
+mod migrations;
+mod mobile_count;
+mod register;
+mod username_count;

@@ -1,0 +1,9 @@
+//! The rules of users-svc, free of HTTP: availability counts ([`availability`]), registration ([`registration`]), password hashing in
+//! Django's format ([`password`]), the SMS code check ([`sms_verification`]) and the login token
+//! ([`token`]).
+
+pub mod availability;
+pub mod password;
+pub mod registration;
+pub mod sms_verification;
+pub mod token;

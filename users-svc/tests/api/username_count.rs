@@ -1,0 +1,154 @@
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with, status_and_json};
+
+fn path(username: &str) -> String {
+    // Percent-encode everything that is not ASCII alphanumeric, as a browser would.
+    let encoded: String = username
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("/usernames/{encoded}/count/")
+}
+
+#[tokio::test]
+async fn a_free_username_counts_0_and_a_taken_one_1_case_insensitively() {
+    let app = spawn_app().await;
+    let (status, body) = status_and_json(app.get(&path("Tom12abc")).await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "Tom12abc", "count": 0}))
+    );
+
+    app.insert_user("Tom12abc", "13800138000");
+    for asked in ["Tom12abc", "tom12ABC", "TOM12ABC"] {
+        let (status, body) = status_and_json(app.get(&path(asked)).await).await;
+        assert_eq!(
+            (status, body),
+            (200, json!({"username": asked, "count": 1})),
+            "{asked}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unicode_names_work_and_distinct_4_byte_names_do_not_collide() {
+    let app = spawn_app().await;
+    // U+20000 and U+20001 are CJK Extension B letters (4 bytes in UTF-8, `\w`).
+    app.insert_user("𠀀𠀀𠀀𠀀𠀀", "13800138000");
+    let cases = [
+        ("the same rare-CJK name", "𠀀𠀀𠀀𠀀𠀀", 1),
+        ("another rare-CJK name", "𠀁𠀁𠀁𠀁𠀁", 0),
+        ("common CJK", "张三李四王五", 0),
+        ("mixed", "用户_abc1", 0),
+    ];
+    for (why, name, count) in cases {
+        let (status, body) = status_and_json(app.get(&path(name)).await).await;
+        assert_eq!(
+            (status, body),
+            (200, json!({"username": name, "count": count})),
+            "{why}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_outside_the_pattern_are_404_json() {
+    let app = spawn_app().await;
+    let cases = [
+        ("four characters", "abcd"),
+        ("twenty-one characters", "abcdefghijklmnopqrstu"),
+        ("a dash", "ab-cde"),
+        ("a space", "ab cde"),
+        ("a dot", "ab.cde"),
+        ("emoji are not word characters", "😀😀😀😀😀"),
+        ("a NUL byte", "abc\0de"),
+    ];
+    for (why, name) in cases {
+        let (status, body) = status_and_json(app.get(&path(name)).await).await;
+        assert_eq!(
+            (status, body),
+            (404, json!({"detail": "Not found."})),
+            "{why}"
+        );
+    }
+    // Not rate limited: a 404 never reaches the limiter.
+    assert_eq!(app.redis_get("rl:count_ip:127.0.0.1"), None);
+}
+
+#[tokio::test]
+async fn the_per_ip_limit_answers_429_with_retry_after_and_is_shared_with_mobiles() {
+    let app = spawn_app_with(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
+    for p in [
+        path("alice123"),
+        "/mobiles/13800138000/count/".to_owned(),
+        path("bob12345"),
+    ] {
+        assert_eq!(app.get(&p).await.status(), 200, "{p}");
+    }
+    let res = app.get(&path("carol123")).await;
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"detail": "请求次数过于频繁，请稍后再试"}))
+    );
+    assert_eq!(app.redis_get("rl:count_ip:127.0.0.1").as_deref(), Some("4"));
+    let ttl = app.redis_ttl("rl:count_ip:127.0.0.1");
+    assert!((1..=60).contains(&ttl), "{ttl}");
+
+    // Behind the trusted local proxy, the forwarded client has a budget of its own.
+    let res = app
+        .http
+        .get(format!("{}{}", app.address, path("carol123")))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.redis_get("rl:count_ip:203.0.113.7").as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn redis_down_answers_503_with_retry_after() {
+    let mut server = harness::RedisServer::start();
+    let app = crate::helpers::spawn_app_with_redis(server.url(0)).await;
+    server.stop();
+    let res = app.get(&path("alice123")).await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (503, json!({"detail": "服务暂时不可用，请稍后重试"}))
+    );
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .post(format!("{}{}", app.address, path("alice123")))
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (405, json!({"detail": "方法 “POST” 不被允许。"}))
+    );
+}
