@@ -4,8 +4,9 @@
 # envsubst limited to the five variables, into the folder nginx.conf includes inside http {}.
 # Runs as the non-root nginx user, so conf.d is owned by it (see gateway.Dockerfile).
 set -eu
-template=/etc/meiduo/meiduo.conf.template
-out=/etc/nginx/conf.d/meiduo.conf
+# Overridable so deploy/checks can run this very script outside the container.
+template="${MEIDUO_TEMPLATE:-/etc/meiduo/meiduo.conf.template}"
+out="${MEIDUO_CONF_OUT:-/etc/nginx/conf.d/meiduo.conf}"
 for name in LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM WEB_ROOT SANDBOX_UPSTREAM; do
     eval "value=\${$name:-}"
     if [ -z "$value" ]; then

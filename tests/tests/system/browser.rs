@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, artifacts_dir, random_mobile, random_username};
+use crate::stack::{Options, Stack, artifacts_dir, random_mobile, random_username};
 use crate::webdriver::{Browser, ChromeDriver, TAB};
 
 /// The captcha id the page is showing: the uuid in the `<img>`'s src.
@@ -191,6 +191,55 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
         stored[0].as_str().map(|t| t.split('.').count()),
         Some(3),
         "a JWT in localStorage.token: {stored}"
+    );
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_throttling_and_an_unavailable_service_at_the_top() {
+    // Two availability lookups a minute for this browser, so the third is a 429.
+    let mut stack =
+        Stack::start_with(Options::default().env("COUNT_LIMIT_PER_IP_PER_MINUTE", "2")).await;
+    let driver = ChromeDriver::start();
+    let browser = driver.session().await;
+    browser.goto(&stack.url("/")).await;
+    wait_captcha_loaded(&browser).await;
+
+    browser
+        .type_into("#username", &format!("{}{TAB}", random_username()))
+        .await;
+    browser
+        .type_into("#mobile", &format!("{}{TAB}", random_mobile()))
+        .await;
+    // Both lookups answered (no message), and nothing is at the top yet.
+    assert!(!browser.displayed("#form-error").await);
+    browser.clear("#username").await;
+    browser
+        .type_into("#username", &format!("{}{TAB}", random_username()))
+        .await;
+    browser
+        .wait_until(Duration::from_secs(10), "the 429 message", || async {
+            browser.text("#form-error").await == "请求次数过于频繁，请稍后再试"
+        })
+        .await;
+
+    // users-svc goes away: registering shows the gateway's 503 text.
+    stack.users.stop();
+    browser.type_into("#password", "outage-pass-1").await;
+    browser.type_into("#password2", "outage-pass-1").await;
+    browser.type_into("#sms-code", "123456").await;
+    browser.click("#allow").await;
+    browser.click("#submit").await;
+    browser
+        .wait_until(Duration::from_secs(10), "the 503 message", || async {
+            browser.text("#form-error").await == "服务暂时不可用，请稍后重试"
+        })
+        .await;
+    assert!(!browser.displayed("#success").await);
+    assert_eq!(
+        browser.property("#submit", "disabled").await,
+        json!(false),
+        "the form can be sent again"
     );
     browser.quit().await;
 }
