@@ -51,8 +51,56 @@ async fn a_visitor_registers_through_the_gateway_with_the_code_from_the_sms_inbo
     assert_eq!(inbox.len(), 1, "one message: {inbox:?}");
     assert_eq!(inbox[0].datas, vec![code.clone(), "5".to_owned()]);
 
-    // Register with the code from the inbox.
+    // Within 60 s the same mobile gets no second code, even with a right captcha; a wrong
+    // captcha is refused first.
+    let (id, _) = stack.captcha().await;
+    let reply = stack.send_sms(&client, &mobile, &id, "zzzz").await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (400, json!({"non_field_errors": ["图片验证码错误"]}))
+    );
+    let (id, text) = stack.captcha().await;
+    let reply = stack.send_sms(&client, &mobile, &id, &text).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (400, json!({"non_field_errors": ["请求次数过于频繁"]}))
+    );
+
+    // The code verifications-svc stored is the one users-svc checks: mismatched passwords and a
+    // wrong code are refused, and the code survives a wrong guess.
     let password = "e2e-pass-1234";
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let mut body = json!({"username": username, "password": password, "password2": "other-pass-1",
+                          "sms_code": code, "mobile": mobile, "allow": "true"});
+    let reply = Reply::of(client.post(stack.url("/users/")).json(&body)).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (400, json!({"non_field_errors": ["两次密码不一致"]}))
+    );
+    body["password2"] = json!(password);
+    body["sms_code"] = json!(wrong_code);
+    let reply = Reply::of(client.post(stack.url("/users/")).json(&body)).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (400, json!({"non_field_errors": ["短信验证码错误"]}))
+    );
+    // The form-encoded body the original also accepts reaches users-svc intact through nginx.
+    let reply = Reply::of(
+        client
+            .post(stack.url("/users/"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "username={username}&password={password}&password2={password}&sms_code={wrong_code}&mobile={mobile}&allow=true"
+            )),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (400, json!({"non_field_errors": ["短信验证码错误"]}))
+    );
+    assert_eq!(stack.inbox(&mobile).len(), 1, "still one message");
+
+    // Register with the code from the inbox.
     let reply = stack.register(&username, password, &mobile, &code).await;
     assert_eq!(reply.status, 201, "register: {}", reply.json());
     assert_eq!(reply.content_type, "application/json");
@@ -95,6 +143,15 @@ async fn a_visitor_registers_through_the_gateway_with_the_code_from_the_sms_inbo
     assert_eq!(
         (count.status, count.json()),
         (200, json!({"mobile": mobile, "count": 1}))
+    );
+
+    // The used code is gone: a new user with a fresh mobile but this code is refused.
+    let reply = stack
+        .register(&random_username(), password, &random_mobile(), &code)
+        .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (400, json!({"non_field_errors": ["无效的短信验证码"]}))
     );
 
     // Registering again with the same (now used) code and names is refused with field errors.
@@ -203,4 +260,42 @@ fn jwt_claims(token: &str) -> Value {
         .decode(parts[1])
         .expect("the payload is base64url");
     serde_json::from_slice(&payload).expect("the payload is JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sms_requests_for_one_mobile_deliver_exactly_one_message() {
+    let stack = Stack::start().await;
+    let mobile = random_mobile();
+    // Ten people (or one impatient script) with ten valid captchas, at the same moment.
+    let mut captchas = Vec::new();
+    for _ in 0..10 {
+        captchas.push(stack.captcha().await);
+    }
+    let client = harness::http_client();
+    let mut set = tokio::task::JoinSet::new();
+    for (id, text) in captchas {
+        let req = client.get(stack.url(&format!(
+            "/sms_codes/{mobile}/?image_code_id={id}&text={text}"
+        )));
+        set.spawn(Reply::of(req));
+    }
+    let mut ok = 0;
+    while let Some(reply) = set.join_next().await {
+        let reply = reply.expect("the request task finishes");
+        match reply.status {
+            200 => ok += 1,
+            400 => assert_eq!(
+                reply.json(),
+                json!({"non_field_errors": ["请求次数过于频繁"]})
+            ),
+            other => panic!("unexpected {other}: {}", reply.json()),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one request wins the send flag");
+    let code = stack.sms_code_from_inbox(&mobile).await;
+    // Give a duplicate delivery time to show up, then count.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let inbox = stack.inbox(&mobile);
+    assert_eq!(inbox.len(), 1, "one SMS reached the provider: {inbox:?}");
+    assert_eq!(inbox[0].datas[0], code);
 }
