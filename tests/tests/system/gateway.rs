@@ -508,3 +508,51 @@ async fn the_page_and_its_assets_are_served_with_safe_headers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_is_a_json_504_and_a_refused_one_a_json_503() {
+    // Only nginx: users-svc's address accepts connections and never answers; verifications-svc's
+    // address refuses them (nothing listens there).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    // Accept and hold every connection, never answering; the thread ends with the test process.
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in silent.incoming() {
+            open.push(stream);
+        }
+    });
+    let refused_port = harness::process::free_port();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let gateway = crate::stack::spawn_nginx(dir.path(), refused_port, silent_port);
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", gateway.port);
+    let client = harness::http_client();
+
+    let started = std::time::Instant::now();
+    let reply = Reply::of(client.get(url("/usernames/someone1/count/"))).await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(
+        reply.json(),
+        json!({"detail": "上游服务响应超时，请稍后重试"})
+    );
+    assert_eq!(reply.header("retry-after"), Some("5"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(14),
+        "the 15 s read timeout applied"
+    );
+
+    let reply =
+        Reply::of(client.get(url(&format!("/image_codes/{}/", uuid::Uuid::new_v4())))).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.json(),
+        json!({"detail": "服务暂时不可用，请稍后重试"})
+    );
+    drop(gateway);
+}

@@ -377,7 +377,7 @@ async fn wait_healthy(p: &mut Process) {
 
 /// Render the gateway template as `deploy/dev`'s `start_nginx` does (envsubst of exactly five
 /// variables) with this stack's ports, and start nginx in the foreground.
-fn spawn_nginx(dir: &Path, verifications_port: u16, users_port: u16) -> Process {
+pub fn spawn_nginx(dir: &Path, verifications_port: u16, users_port: u16) -> Process {
     let nginx = find_binary("nginx", "nginx-light");
     let root = workspace_root();
     let port = free_port();
