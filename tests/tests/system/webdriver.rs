@@ -20,11 +20,14 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// WebDriver's code for the Tab key (moves focus, so the field gets its `blur`).
 pub const TAB: &str = "\u{E004}";
 
-/// chromedriver on a free port, killed when dropped.
+/// chromedriver on a free port. It leads a process group of its own, and the browsers it starts
+/// join it: dropping it (or the test process dying) kills the whole group, so no chromium
+/// outlives the test even when a session was never closed.
 #[derive(Debug)]
 pub struct ChromeDriver {
     port: u16,
     child: Option<Child>,
+    watchdog: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,13 +48,16 @@ impl ChromeDriver {
                 dir.path().join("chromedriver.log").display()
             ));
         let mut child = spawn_detached(&mut cmd, &dir.path().join("stdout.log"));
+        let watchdog = watch_group(dir.path(), child.id());
         if !wait_for_port(port, Duration::from_secs(20)) {
-            let _ = child.kill();
+            kill_group(child.id(), "-KILL");
+            let _ = child.wait();
             panic!("chromedriver did not open port {port}");
         }
         ChromeDriver {
             port,
             child: Some(child),
+            watchdog: Some(watchdog),
             _dir: dir,
         }
     }
@@ -119,10 +125,48 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         if let Some(mut child) = self.child.take() {
-            harness::redis::terminate(&mut child);
+            kill_group(child.id(), "-TERM");
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Whatever is left of the group (browser helpers slow to exit) goes now.
+            kill_group(child.id(), "-KILL");
+            let _ = child.wait();
         }
     }
+}
+
+/// Signal every process of the group `leader` leads.
+fn kill_group(leader: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", &format!("-{leader}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// If the test process dies without dropping the driver, kill its process group anyway.
+fn watch_group(dir: &Path, leader: u32) -> Child {
+    const SCRIPT: &str = r#"
+watch=$1; group=$2
+while kill -0 "$watch" 2>/dev/null; do sleep 0.5; done
+kill -KILL -- "-$group" 2>/dev/null
+"#;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg("watchdog")
+        .arg(std::process::id().to_string())
+        .arg(leader.to_string());
+    spawn_detached(&mut cmd, &dir.join("watchdog.log"))
 }
 
 /// Debian installs a wrapper script as /usr/bin/chromium; the real binary is beside its data.
