@@ -28,7 +28,7 @@ async fn shown_captcha_id(browser: &Browser) -> String {
 async fn wait_captcha_loaded(browser: &Browser) {
     browser
         .wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             "the captcha image to load",
             || async {
                 browser
@@ -68,7 +68,7 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
         .await;
     browser
         .wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             "the taken-username message",
             || async {
                 browser.text("#username-error").await == "已存在一位使用该名字的用户。"
@@ -84,7 +84,7 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
         .await;
     browser
         .wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             "the username message to clear",
             || async { browser.text("#username-error").await.is_empty() },
         )
@@ -110,7 +110,7 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
     browser.click("#send-sms").await;
     browser
         .wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             "the wrong-captcha message",
             || async { browser.text("#form-error").await == "图片验证码错误" },
         )
@@ -126,7 +126,7 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
     browser.type_into("#image-code", &text).await;
     browser.click("#send-sms").await;
     browser
-        .wait_until(Duration::from_secs(10), "the countdown", || async {
+        .wait_until(Duration::from_secs(20), "the countdown", || async {
             browser.text("#send-sms").await.ends_with("秒后重新发送")
         })
         .await;
@@ -144,7 +144,7 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
     browser.click("#submit").await;
     browser
         .wait_until(
-            Duration::from_secs(15),
+            Duration::from_secs(20),
             "the wrong-code message",
             || async { browser.text("#form-error").await == "短信验证码错误" },
         )
@@ -163,7 +163,7 @@ async fn a_person_registers_through_the_page_in_a_real_browser() {
     browser.screenshot(&shots.join("register-filled.png")).await;
     browser.click("#submit").await;
     browser
-        .wait_until(Duration::from_secs(15), "the success state", || async {
+        .wait_until(Duration::from_secs(20), "the success state", || async {
             browser.displayed("#success").await
         })
         .await;
@@ -218,7 +218,7 @@ async fn the_page_shows_throttling_and_an_unavailable_service_at_the_top() {
         .type_into("#username", &format!("{}{TAB}", random_username()))
         .await;
     browser
-        .wait_until(Duration::from_secs(10), "the 429 message", || async {
+        .wait_until(Duration::from_secs(20), "the 429 message", || async {
             browser.text("#form-error").await == "请求次数过于频繁，请稍后再试"
         })
         .await;
@@ -231,7 +231,7 @@ async fn the_page_shows_throttling_and_an_unavailable_service_at_the_top() {
     browser.click("#allow").await;
     browser.click("#submit").await;
     browser
-        .wait_until(Duration::from_secs(10), "the 503 message", || async {
+        .wait_until(Duration::from_secs(20), "the 503 message", || async {
             browser.text("#form-error").await == "服务暂时不可用，请稍后重试"
         })
         .await;

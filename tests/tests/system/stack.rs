@@ -244,10 +244,10 @@ impl Stack {
     }
 
     /// The SMS code the worker delivered to `mobile`, read from the sandbox's inbox over HTTP
-    /// (`GET /messages?mobile=`), waiting up to 10 s for the message to arrive.
+    /// (`GET /messages?mobile=`), waiting up to 20 s for the message to arrive.
     pub async fn sms_code_from_inbox(&self, mobile: &str) -> String {
         let url = format!("{}/messages?mobile={mobile}", self.sandbox.base_url());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let messages: Vec<Value> = harness::http_client()
                 .get(&url)
@@ -265,7 +265,7 @@ impl Stack {
             }
             assert!(
                 Instant::now() < deadline,
-                "no SMS reached the sandbox for {mobile} within 10 s\n{}",
+                "no SMS reached the sandbox for {mobile} within 20 s\n{}",
                 self.worker.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
