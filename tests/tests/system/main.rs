@@ -10,4 +10,5 @@ mod flow;
 mod gateway;
 mod openapi;
 mod stack;
+mod startup;
 mod webdriver;
