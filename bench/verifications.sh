@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# verifications-svc benchmark (DESIGN §6). Runs once, stops by itself, leaves nothing behind.
+#
+#   bench/verifications.sh     # release build, own redis-server on a free loopback port
+#
+# What it measures, all in the same run on the same machine:
+#   1. raw ceiling: `redis-benchmark -c 64 -t set,get` against the same redis-server;
+#   2. captcha draw + PNG encode time per image (release, one core, the `captcha_timing` test);
+#   3. GET /image_codes/{uuid}/: `wrk -t2 -c64 -d10s --latency`, a fresh UUID per request
+#      (bench/verifications/image_codes.lua): draw on the blocking pool + SETEX;
+#   4. GET /sms_codes/{mobile}/: same wrk settings, a fresh mobile per request and a captcha
+#      pre-seeded as img_{id} (bench/verifications/sms_codes.lua), so every request takes the
+#      full success path: Lua GETDEL+flag check, Lua claim (flag, limits, code), apalis push.
+#      The abuse limits are raised to 10^9 so the limiter still runs but never refuses.
+# The service runs with RUST_LOG=warn (no per-request log line) and HTTP_WORKERS = cores; the
+# verify codes live in db 2 and the queue in db 3 of the benchmark's redis-server.
+# SECS (10) shortens the wrk runs for a quick check of the script itself.
+set -euo pipefail
+SECS=${SECS:-10}
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
+need wrk wrk; need redis-server redis-server; need redis-cli redis-tools
+need redis-benchmark redis-tools; need curl curl; need python3 python3
+
+CORES=$(nproc)
+log "machine: $CORES cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "building the release binary"
+cargo build --release -q -p verifications-svc --bin verifications-svc
+BIN=$ROOT/target/release/verifications-svc
+
+WORK=$(mktemp -d /tmp/verifications-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { # command... : retry for up to 30 s
+  for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "timed out waiting for: $*" >&2; exit 1
+}
+
+# --- Redis ---------------------------------------------------------------------------------
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+wait_for redis-cli -p "$REDIS_PORT" ping
+
+# --- 1. raw ceiling ------------------------------------------------------------------------
+log "raw ceiling: redis-benchmark -c 64 -n 400000 -t set,get"
+redis-benchmark -p "$REDIS_PORT" -c 64 -n 400000 -t set,get -q --csv >"$WORK/redis-benchmark.csv" 2>/dev/null
+rb() { awk -F'"' -v t="$1" '$2 == t { printf "%.0f", $4 }' "$WORK/redis-benchmark.csv"; }
+SET_RPS=$(rb SET)
+GET_RPS=$(rb GET)
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
+# --- 2. captcha draw + encode ----------------------------------------------------------------
+log "captcha draw + encode (release, captcha_timing)"
+CAPTCHA=$(cargo test --release -q -p verifications-svc --lib captcha_timing -- --ignored --nocapture 2>/dev/null |
+  sed -n 's/^captcha draw+encode: //p')
+
+# --- the service ---------------------------------------------------------------------------
+SVC_PORT=$(free_port)
+HOST=127.0.0.1 PORT=$SVC_PORT HTTP_WORKERS=$CORES RUST_LOG=warn \
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2" QUEUE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/3" \
+  SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=1000000000 SMS_SEND_LIMIT_PER_IP_PER_HOUR=1000000000 \
+  "$BIN" >"$WORK/verifications-svc.log" 2>&1 &
+PIDS+=($!)
+wait_for curl -fsS "http://127.0.0.1:$SVC_PORT/readyz"
+RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/${PIDS[-1]}/status")
+
+# wrk output -> "req/s p50 p99" (latencies in ms)
+ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.2f", v }'; }
+wrk_summary() {
+  local out=$1 rps p50 p99
+  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
+  p50=$(awk '$1 == "50%" { print $2 }' "$out" | ms)
+  p99=$(awk '$1 == "99%" { print $2 }' "$out" | ms)
+  echo "$rps $p50 $p99"
+}
+non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF }' "$1" | grep . || echo 0; }
+total() { awk '/requests in/ { print $1 }' "$1"; }
+
+# --- 3. /image_codes/ ------------------------------------------------------------------------
+log "GET /image_codes/{uuid}/: wrk -t2 -c64 -d${SECS}s"
+wrk -t2 -c64 -d"${SECS}s" --latency -s bench/verifications/image_codes.lua \
+  "http://127.0.0.1:$SVC_PORT" >"$WORK/wrk-image.out"
+
+# --- 4. /sms_codes/ --------------------------------------------------------------------------
+# Enough captchas for 2 wrk threads at 15,000 req/s each for the whole run.
+STRIDE=$((15000 * SECS))
+log "seeding $((2 * STRIDE)) captchas (img_{id} = ACDE, 600 s)"
+awk -v n=$((2 * STRIDE)) 'BEGIN { for (i = 0; i < n; i++)
+  printf "SETEX img_00000000-0000-4000-8000-%012d 600 ACDE\r\n", i }' |
+  redis-cli -p "$REDIS_PORT" -n 2 --pipe >"$WORK/seed.log"
+log "GET /sms_codes/{mobile}/: wrk -t2 -c64 -d${SECS}s"
+STRIDE=$STRIDE wrk -t2 -c64 -d"${SECS}s" --latency -s bench/verifications/sms_codes.lua \
+  "http://127.0.0.1:$SVC_PORT" >"$WORK/wrk-sms.out"
+RSS_LOAD=$(awk '/VmRSS/ { print $2 }' "/proc/${PIDS[-1]}/status")
+JOBS=$(redis-cli -p "$REDIS_PORT" -n 3 --scan --pattern '*:data' | head -1 |
+  xargs -r redis-cli -p "$REDIS_PORT" -n 3 hlen)
+SMS_OK=$(( $(total "$WORK/wrk-sms.out") - $(non2xx "$WORK/wrk-sms.out") ))
+
+# --- report --------------------------------------------------------------------------------
+read -r IMG_RPS IMG_P50 IMG_P99 < <(wrk_summary "$WORK/wrk-image.out")
+read -r SMS_RPS SMS_P50 SMS_P99 < <(wrk_summary "$WORK/wrk-sms.out")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
+echo
+echo "verifications-svc, $CORES cores, wrk -t2 -c64 -d${SECS}s, redis-server on loopback ($(date -u +%FT%TZ))"
+printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "what" "req/s" "p50 ms" "p99 ms" "vs redis SET"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "-----------" "----------" "----------" "---------------"
+printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "redis-benchmark SET (64 clients)" "$SET_RPS" "" "" "100%"
+printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "redis-benchmark GET (64 clients)" "$GET_RPS" "" "" "$(ratio "$GET_RPS" "$SET_RPS")"
+printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "GET /image_codes/{uuid}/" "$IMG_RPS" "$IMG_P50" "$IMG_P99" "$(ratio "$IMG_RPS" "$SET_RPS")"
+printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "GET /sms_codes/{mobile}/ (success)" "$SMS_RPS" "$SMS_P50" "$SMS_P99" "$(ratio "$SMS_RPS" "$SET_RPS")"
+echo
+echo "captcha draw + PNG encode: $CAPTCHA (one core, release)"
+echo "non-2xx answers: image_codes $(non2xx "$WORK/wrk-image.out"), sms_codes $(non2xx "$WORK/wrk-sms.out")"
+echo "sms_codes: $SMS_OK answered 200, $JOBS jobs in the queue"
+echo "RSS: $((RSS_IDLE / 1024)) MiB idle, $((RSS_LOAD / 1024)) MiB after load"
