@@ -50,7 +50,13 @@ impl Consumer {
             .clone()
             .batch_size(settings.batch_size)
             .heartbeat_interval(settings.heartbeat)
-            .missed_heartbeats(settings.missed_heartbeats);
+            .missed_heartbeats(settings.missed_heartbeats)
+            // Task leases would add one Lua call per job whose `LREM` scans the whole active
+            // list (quadratic under a backlog); the per-worker in-flight set already keeps a
+            // job with one worker, and orphan recovery works on that set, not on leases.
+            .lock_tasks(false)
+            // Pub/sub task events feed apalis-board only; nobody here subscribes.
+            .emit_events(false);
         Self {
             storage: storage.with_config(apalis_config),
             settings,

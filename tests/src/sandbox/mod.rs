@@ -245,6 +245,11 @@ impl Sandbox {
         self.state.lock().messages.clone()
     }
 
+    /// How many messages were accepted (cheap: for benchmarks polling the inbox).
+    pub fn message_count(&self) -> usize {
+        self.state.lock().messages.len()
+    }
+
     /// The accepted messages to one mobile, oldest first.
     pub fn messages_for(&self, mobile: &str) -> Vec<Message> {
         self.state
