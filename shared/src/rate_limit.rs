@@ -58,4 +58,24 @@ impl Limit {
             Decision::Allowed
         })
     }
+
+    /// [`Limit::hit`] on any async connection, e.g. a shared multiplexed
+    /// `redis::aio::ConnectionManager`: a hot path avoids the pool checkout's PING round trip.
+    pub async fn hit_on<C>(&self, conn: &mut C, key: &str) -> redis::RedisResult<Decision>
+    where
+        C: redis::aio::ConnectionLike + Send,
+    {
+        let (count, ttl): (u64, i64) = HIT
+            .key(keys::rate_limit(self.scope, key))
+            .arg(self.window_secs)
+            .invoke_async(conn)
+            .await?;
+        Ok(if count > self.limit {
+            Decision::Refused {
+                retry_after: ttl.max(1).unsigned_abs(),
+            }
+        } else {
+            Decision::Allowed
+        })
+    }
 }

@@ -40,6 +40,25 @@ fn gauge(metrics: &Metrics, name: &str, help: &str) -> IntGauge {
     g
 }
 
+/// One multiplexed Redis connection for the count limiter, connected on first use (so the
+/// service starts without Redis) and re-established by itself after a failure; every command
+/// is bounded by `REDIS_TIMEOUT_MS`.
+fn limiter_connection(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
+        anyhow::anyhow!(
+            "bad REDIS_URL {}: {e}",
+            shared::redis_pool::redacted(&config.redis_url)
+        )
+    })?;
+    let settings = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.redis_timeout))
+        .set_response_timeout(Some(config.redis_timeout))
+        .set_number_of_retries(1);
+    Ok(redis::aio::ConnectionManager::new_lazy_with_config(
+        client, settings,
+    )?)
+}
+
 impl Application {
     /// Bind the listener and assemble the server with its shared clients. Neither pool connects
     /// here, so the service starts (and answers 503 until they are reachable) without MariaDB
@@ -83,7 +102,7 @@ impl Application {
         });
         let availability = web::Data::new(Availability {
             db: db.clone(),
-            redis: redis.clone(),
+            redis: limiter_connection(&config)?,
             limit: Availability::limit(config.count_limit_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),
         });

@@ -65,3 +65,57 @@ async fn migrations_are_idempotent_and_reversible() {
         Some("tb_users")
     );
 }
+
+fn binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_users-svc"));
+    cmd.env_remove("JWT_SECRET").env("RUST_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn the_migrate_subcommand_applies_and_reverts_without_other_settings() {
+    let db = harness::test_database();
+    let out = binary()
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        db.scalar("SHOW TABLES LIKE 'tb_users'").as_deref(),
+        Some("tb_users")
+    );
+    let out = binary()
+        .args(["migrate", "revert"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.scalar("SHOW TABLES LIKE 'tb_users'"), None);
+}
+
+#[test]
+fn the_server_refuses_to_start_without_a_jwt_secret_and_names_it_in_one_line() {
+    let out = binary()
+        .env("PORT", "0")
+        .env("BCRYPT_COST", "9")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.trim_end();
+    assert!(!line.contains('\n'), "one line: {stderr}");
+    assert!(line.contains("JWT_SECRET: is required"), "{stderr}");
+    assert!(
+        line.contains("BCRYPT_COST=9: must be between 10 and 31"),
+        "{stderr}"
+    );
+}

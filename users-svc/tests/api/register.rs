@@ -728,14 +728,18 @@ async fn mariadb_down_answers_503_and_the_service_recovers_by_itself() {
         (status, body),
         (503, json!({"detail": "服务暂时不可用，请稍后重试"}))
     );
-    let (status, _) = status_and_json(app.get("/readyz").await).await;
+    let (status, body) = status_and_json(app.get("/readyz").await).await;
     assert_eq!(status, 503);
+    assert!(body["failed"]["database"].is_string(), "{body}");
+    assert!(body["failed"].get("redis").is_none(), "{body}");
 
     db.restart();
     let res = app.register(&registration("alice123", MOBILE, CODE)).await;
     let (status, body) = status_and_json(res).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(db.query("SELECT username FROM tb_users"), "alice123");
+    let (status, body) = status_and_json(app.get("/readyz").await).await;
+    assert_eq!((status, body), (200, json!({"status": "ready"})));
     assert_eq!(app.redis_get(&format!("sms_{MOBILE}")), None);
 }
 
