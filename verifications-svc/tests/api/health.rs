@@ -59,3 +59,21 @@ async fn readyz_answers_503_with_retry_after_when_redis_is_down() {
     assert_eq!(body["status"], "unavailable");
     assert!(body["failed"]["redis"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn readyz_names_the_queue_when_only_the_queue_redis_is_down() {
+    let mut queue = harness::RedisServer::start();
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        queue_url: Some(queue.url(0)),
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    queue.stop();
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["status"], "unavailable");
+    assert!(body["failed"]["queue"].is_string(), "{body}");
+    assert!(body["failed"].get("redis").is_none(), "{body}");
+}
