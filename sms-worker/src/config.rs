@@ -44,6 +44,9 @@ pub struct Consumer {
     /// `SMS_WORKER_MISSED_HEARTBEATS` (default 4): a worker silent for this many heartbeats is
     /// dead, and the jobs it held go back to the queue (default: after 20–25 s).
     pub missed_heartbeats: usize,
+    /// `SMS_QUEUE_RETENTION_SECS` (default 3600): finished jobs stay in the queue's Redis this
+    /// long for inspection, then are deleted.
+    pub retention: Duration,
 }
 
 /// Retries of one job.
@@ -117,6 +120,7 @@ impl Config {
             batch_size: env.int_in("SMS_WORKER_BATCH", concurrency, 1, 10_000),
             heartbeat: env.seconds("SMS_WORKER_HEARTBEAT_SECS", 5),
             missed_heartbeats: env.int_in("SMS_WORKER_MISSED_HEARTBEATS", 4usize, 2, 1000),
+            retention: env.seconds("SMS_QUEUE_RETENTION_SECS", 3600),
         };
         let retry = Retry {
             max_attempts: env.int_in("SMS_MAX_ATTEMPTS", 5u32, 1, 20),

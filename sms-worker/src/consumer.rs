@@ -16,11 +16,8 @@
 //! - When the worker fails (Redis restarted and forgot the registration, a connection error),
 //!   a fresh worker with a new name replaces it after a short pause, so the process resumes by
 //!   itself; whatever the failed one held is recovered as an orphan.
-//! - Backlog guard: apalis-redis's fetch moves *all* due scheduled jobs to the active list with
-//!   one Lua `unpack`, which Redis refuses beyond about 8000 values ("too many results to
-//!   unpack"). Producers push into the scheduled set, so a backlog that large (workers down
-//!   for a few seconds at peak) would make every fetch fail, forever. [`promote_backlog`] moves
-//!   due jobs over in chunks whenever more than one chunk is due.
+//! - Beside the worker runs [`crate::housekeeping`]: the backlog guard and the reaper of
+//!   finished jobs, two things apalis-redis leaves undone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::config;
 use crate::delivery::{Deliverer, Outcome};
+use crate::housekeeping;
 
 /// The queue consumer of this process.
 #[derive(Debug, Clone)]
@@ -73,9 +71,13 @@ impl Consumer {
     /// Consume until `stop` turns true, then let in-flight jobs finish and hand back the
     /// prefetched ones. Workers that fail are replaced.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        let guard = tokio::spawn(self.clone().guard_backlog(stop.clone()));
+        let chores = tokio::spawn(housekeeping::run(
+            self.storage.clone(),
+            self.settings.retention,
+            stop.clone(),
+        ));
         self.consume(stop).await;
-        guard.abort();
+        chores.abort();
     }
 
     async fn consume(&self, mut stop: watch::Receiver<bool>) {
@@ -123,70 +125,6 @@ impl Consumer {
                 }
             }
         }
-    }
-}
-
-impl Consumer {
-    /// Every second, move an oversized backlog of due jobs to the active list in chunks.
-    async fn guard_backlog(self, mut stop: watch::Receiver<bool>) {
-        let config = self.storage.get_config().clone();
-        let (scheduled, active) = (config.scheduled_jobs_set(), config.active_jobs_list());
-        let mut conn = self.storage.clone().get_connection().clone();
-        loop {
-            match promote_backlog(&mut conn, &scheduled, &active).await {
-                Ok(0) => {}
-                Ok(moved) => tracing::info!(
-                    moved,
-                    "moved a large backlog of due jobs to the active list"
-                ),
-                Err(e) => tracing::debug!(error = %e, "backlog check failed"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
-    }
-}
-
-/// Jobs moved per script call: well below Lua's `unpack` limit.
-const CHUNK: usize = 1000;
-
-/// Move due jobs from `scheduled` to the end of `active` (what apalis-redis's fetch does),
-/// `CHUNK` at a time, while more than `CHUNK` are due. Returns how many were moved.
-pub async fn promote_backlog(
-    conn: &mut apalis_redis::ConnectionManager,
-    scheduled: &str,
-    active: &str,
-) -> redis::RedisResult<usize> {
-    const PROMOTE: &str = r"
-        local ids = redis.call('zrangebyscore', KEYS[1], 0, ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-        if #ids > 0 then
-            redis.call('rpush', KEYS[2], unpack(ids))
-            redis.call('zrem', KEYS[1], unpack(ids))
-        end
-        return #ids";
-    let script = redis::Script::new(PROMOTE);
-    let mut moved = 0;
-    loop {
-        let now = chrono::Utc::now().timestamp();
-        let due: usize = redis::cmd("ZCOUNT")
-            .arg(scheduled)
-            .arg(0)
-            .arg(now)
-            .query_async(conn)
-            .await?;
-        if due <= CHUNK {
-            return Ok(moved);
-        }
-        let n: usize = script
-            .key(scheduled)
-            .key(active)
-            .arg(now)
-            .arg(CHUNK)
-            .invoke_async(conn)
-            .await?;
-        moved += n;
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! - [`consumer`]: the apalis worker on the shared Redis queue (unique names, polling, orphan
 //!   recovery, self-repair after Redis restarts);
+//! - [`housekeeping`]: the backlog guard and the reaper of finished jobs;
 //! - [`delivery`]: the rules of one delivery (expiry, idempotency, retries with backoff);
 //! - [`provider`]: the provider trait and its `ccp` and `log` implementations;
 //! - [`markers`]: the "sent" markers in the verify-codes Redis;
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod consumer;
 pub mod delivery;
+pub mod housekeeping;
 pub mod markers;
 pub mod metrics;
 pub mod provider;

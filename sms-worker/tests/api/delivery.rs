@@ -292,23 +292,3 @@ async fn many_jobs_pushed_at_once_are_each_delivered_once() {
     assert_eq!(ids.len(), 200, "every request id once");
     app.stop().await;
 }
-
-#[tokio::test]
-async fn a_backlog_larger_than_a_lua_unpack_is_consumed() {
-    // 9000 jobs pushed while no worker runs: apalis-redis alone would fail every fetch
-    // ("too many results to unpack"); the backlog guard moves them over in chunks.
-    let world = World::new().await;
-    let jobs: Vec<_> = (0..9000).map(|_| job()).collect();
-    let mut storage = world.storage.clone();
-    apalis::prelude::TaskSink::push_bulk(&mut storage, jobs)
-        .await
-        .expect("queued");
-    let app = spawn_app(with(world.vars(), &[("SMS_PROVIDER", "log")])).await;
-    assert!(
-        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 9000.0, SECS(60))
-            .await,
-        "sent: {:?}",
-        app.metric(r#"sms_jobs_total{outcome="sent""#).await
-    );
-    app.stop().await;
-}

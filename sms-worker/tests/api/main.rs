@@ -4,5 +4,6 @@
 mod delivery;
 mod health;
 mod helpers;
+mod housekeeping;
 mod process;
 mod redis_restart;
