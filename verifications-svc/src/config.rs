@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use shared::config::{ConfigError, Env, Listen};
+use shared::cors::AllowedOrigins;
 use shared::queue::QueueSettings;
 
 /// Everything verifications-svc reads at start-up.
@@ -27,6 +28,8 @@ pub struct Config {
     pub sms_limit_per_ip_per_hour: u64,
     /// `TRUSTED_PROXIES`, default `127.0.0.1/32`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `CORS_ALLOWED_ORIGINS`, default none (through the gateway the page is same-origin).
+    pub cors_allowed_origins: AllowedOrigins,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
                 1_000_000_000,
             ),
             trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
+            cors_allowed_origins: AllowedOrigins::from_env(&mut env),
         };
         env.finish()?;
         Ok(config)

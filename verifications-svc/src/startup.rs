@@ -72,6 +72,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new("verifications-svc");
         let verification_metrics = web::Data::new(VerificationMetrics::register(&metrics));
+        let cors = web::Data::new(config.cors_allowed_origins.clone());
         let metrics = web::Data::new(metrics);
         // Fail start-up on a URL the Redis client rejects; each worker then opens its own.
         Codes::connect(&config)?;
@@ -79,8 +80,11 @@ impl Application {
         let server = HttpServer::new(move || {
             // One multiplexed connection per worker, driven on that worker's own runtime.
             let codes = Codes::connect(&config).expect("the Redis URLs were checked at start-up");
+            // `observe` is the outer layer, so preflights are logged and counted too.
             App::new()
+                .wrap(from_fn(shared::cors::cors))
                 .wrap(from_fn(shared::telemetry::observe))
+                .app_data(cors.clone())
                 .app_data(metrics.clone())
                 .app_data(verification_metrics.clone())
                 .app_data(web::Data::new(codes))

@@ -77,3 +77,56 @@ async fn readyz_names_the_queue_when_only_the_queue_redis_is_down() {
     assert!(body["failed"]["queue"].is_string(), "{body}");
     assert!(body["failed"].get("redis").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn allowed_origins_get_cors_headers_and_preflights_are_answered() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        env: vec![(
+            "CORS_ALLOWED_ORIGINS",
+            "http://www.meiduo.site:8080".to_owned(),
+        )],
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    let id = crate::helpers::new_id();
+    let res = app
+        .http
+        .get(format!("{}/image_codes/{id}/", app.address))
+        .header("origin", "http://www.meiduo.site:8080")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://www.meiduo.site:8080"
+    );
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+
+    let res = app
+        .http
+        .get(format!("{}/sms_codes/13812345678/", app.address))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 400, "answered as usual");
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+
+    let res = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/sms_codes/13812345678/", app.address),
+        )
+        .header("origin", "http://www.meiduo.site:8080")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://www.meiduo.site:8080"
+    );
+}
