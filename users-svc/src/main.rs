@@ -3,6 +3,8 @@
 //! `users-svc migrate` applies pending migrations and exits; `users-svc migrate revert` reverts
 //! the latest one. Both read only `DATABASE_URL`.
 
+use std::time::{Duration, Instant};
+
 use shared::config::Env;
 use users_svc::config::{Config, DatabaseConfig};
 use users_svc::db;
@@ -30,9 +32,22 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How long start-up waits for an unreachable database before giving up (MariaDB started at
+/// the same moment, e.g. by compose, takes a few seconds to accept connections).
+const DATABASE_WAIT: Duration = Duration::from_secs(30);
+
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env().unwrap_or_else(|e| e.exit());
-    let applied = db::migrate(&config.database.url).await?;
+    let deadline = Instant::now() + DATABASE_WAIT;
+    let applied = loop {
+        match db::migrate(&config.database.url).await {
+            Err(e) if e.is::<db::ConnectError>() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not reachable yet, retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other?,
+        }
+    };
     tracing::info!(?applied, "migrations up to date");
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use prometheus::IntGauge;
+use prometheus::{Histogram, HistogramOpts, IntGauge};
 use shared::metrics::Metrics;
 
 use crate::config::Config;
@@ -59,6 +59,15 @@ fn limiter_connection(config: &Config) -> anyhow::Result<redis::aio::ConnectionM
     )?)
 }
 
+fn histogram(metrics: &Metrics, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(vec![
+        0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0,
+    ]))
+    .expect("static metric options are valid");
+    metrics.register(Box::new(h.clone()));
+    h
+}
+
 impl Application {
     /// Bind the listener and assemble the server with its shared clients. Neither pool connects
     /// here, so the service starts (and answers 503 until they are reachable) without MariaDB
@@ -87,6 +96,11 @@ impl Application {
                 &metrics,
                 "users_hash_in_progress",
                 "Password hashes running on the blocking pool",
+            ),
+            histogram(
+                &metrics,
+                "users_password_hash_seconds",
+                "Time of one password hash (bcrypt_sha256) on its blocking thread",
             ),
         );
         let registrar = web::Data::new(Registrar {

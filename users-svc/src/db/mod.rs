@@ -200,6 +200,15 @@ pub async fn revert_last(url: &str) -> anyhow::Result<Vec<String>> {
     .await
 }
 
+/// The database could not be reached at all (as opposed to a migration that failed): worth
+/// waiting for at start-up, when MariaDB may still be starting.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {url}: {cause}")]
+pub struct ConnectError {
+    url: String,
+    cause: String,
+}
+
 type SyncConn =
     diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncMysqlConnection>;
 
@@ -211,10 +220,10 @@ async fn with_sync_connection<T: Send + 'static>(
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = SyncConn::establish(&url).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to {}: {e}",
-                shared::redis_pool::redacted(&url)
-            )
+            anyhow::Error::new(ConnectError {
+                url: shared::redis_pool::redacted(&url),
+                cause: e.to_string(),
+            })
         })?;
         // Per database, so parallel test databases do not wait for each other.
         diesel::sql_query("DO GET_LOCK(CONCAT('users_svc_migrate.', DATABASE()), 60)")

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use prometheus::IntGauge;
+use prometheus::{Histogram, IntGauge};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -44,6 +44,8 @@ pub struct Hasher {
     waiting: IntGauge,
     /// `users_hash_in_progress`: hashes running now.
     running: IntGauge,
+    /// `users_password_hash_seconds`: time of one hash on its blocking thread.
+    hash_time: Histogram,
 }
 
 /// Decrements the admission count however the request ends (including a client disconnect
@@ -73,13 +75,14 @@ impl Drop for GaugeGuard {
 }
 
 impl Hasher {
-    /// `concurrency` hashes at once, `queue_max` waiting; gauges for `/metrics`.
+    /// `concurrency` hashes at once, `queue_max` waiting; gauges and a histogram for `/metrics`.
     pub fn new(
         cost: u32,
         concurrency: usize,
         queue_max: usize,
         waiting: IntGauge,
         running: IntGauge,
+        hash_time: Histogram,
     ) -> Self {
         Self {
             cost,
@@ -88,6 +91,7 @@ impl Hasher {
             capacity: concurrency + queue_max,
             waiting,
             running,
+            hash_time,
         }
     }
 
@@ -107,11 +111,13 @@ impl Hasher {
         };
         let cost = self.cost;
         let running = self.running.clone();
+        let hash_time = self.hash_time.clone();
         // The permit moves into the blocking task: if the client goes away meanwhile, the hash
         // still holds its slot until it really finishes, so no more than `concurrency` run.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _running = GaugeGuard::new(&running);
+            let _timer = hash_time.start_timer();
             make(&password, cost)
         })
         .await
@@ -169,7 +175,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_answers_busy_at_once() {
         let g = |n: &str| IntGauge::new(n, "test").expect("gauge");
-        let hasher = Arc::new(Hasher::new(10, 1, 1, g("w"), g("r")));
+        let h =
+            Histogram::with_opts(prometheus::HistogramOpts::new("h", "test")).expect("histogram");
+        let hasher = Arc::new(Hasher::new(10, 1, 1, g("w"), g("r"), h));
         // One running plus one waiting fill it; the third is refused without waiting.
         let a = tokio::spawn({
             let h = Arc::clone(&hasher);

@@ -119,3 +119,50 @@ fn the_server_refuses_to_start_without_a_jwt_secret_and_names_it_in_one_line() {
         "{stderr}"
     );
 }
+
+/// Kills a child process when dropped, so a failing test leaves nothing running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_server_waits_for_a_database_that_is_still_starting_then_migrates_and_serves() {
+    let dir = harness::process::scratch_dir();
+    let db_port = harness::process::free_port();
+    let http_port = harness::process::free_port();
+    let redis = harness::test_redis();
+    let _service = Killed(
+        binary()
+            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env(
+                "DATABASE_URL",
+                format!("mysql://root@127.0.0.1:{db_port}/users"),
+            )
+            .env("REDIS_URL", redis.url())
+            .env("PORT", http_port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !harness::process::wait_for_port(http_port, std::time::Duration::from_millis(100)),
+        "no HTTP before the database is migrated"
+    );
+    let _mariadb = Killed(harness::mariadb::start(dir.path(), db_port));
+    harness::mariadb::try_client(db_port, None, "CREATE DATABASE users CHARACTER SET utf8mb4")
+        .expect("create the database");
+    assert!(
+        harness::process::wait_for_port(http_port, std::time::Duration::from_secs(30)),
+        "the service came up once the database answered"
+    );
+    let out = harness::mariadb::try_client(db_port, Some("users"), "SHOW TABLES LIKE 'tb_users'")
+        .expect("query");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tb_users");
+}
