@@ -166,3 +166,22 @@ fn the_server_waits_for_a_database_that_is_still_starting_then_migrates_and_serv
         .expect("query");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tb_users");
 }
+
+#[tokio::test]
+async fn the_count_queries_are_single_row_lookups_on_the_unique_indexes() {
+    let app = spawn_app().await;
+    app.insert_user("alice123", "13800138000");
+    for (column, value, index) in [
+        ("username", "ALICE123", "tb_users_username_uniq"),
+        ("mobile", "13800138000", "tb_users_mobile_uniq"),
+    ] {
+        // The statement diesel sends, on a utf8mb4 connection like mysql_async's.
+        let plan = app.db.query(&format!(
+            "SET NAMES utf8mb4; EXPLAIN SELECT COUNT(*) FROM `tb_users` WHERE (`tb_users`.`{column}` = '{value}')"
+        ));
+        // id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert_eq!(plan[0][3], "const", "{column}: {plan:?}");
+        assert_eq!(plan[0][5], index, "{column}: {plan:?}");
+    }
+}
