@@ -106,6 +106,7 @@ impl Consumer {
             let started = Instant::now();
             match worker.run_until(signal).await {
                 Ok(()) => {
+                    self.release_stranded(&name).await;
                     tracing::info!(worker = %name, "queue worker stopped");
                     return;
                 }
@@ -123,6 +124,28 @@ impl Consumer {
                     }
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
+            }
+        }
+    }
+}
+
+impl Consumer {
+    /// After a clean stop, every job this worker ran is acknowledged and the prefetched ones
+    /// were handed back, so whatever is still in its in-flight set came from a fetch cut short
+    /// by the stop. apalis has already removed the worker from the registry, so orphan recovery
+    /// would never see those jobs: put them back in the queue now.
+    async fn release_stranded(&self, name: &str) {
+        let config = self.storage.get_config();
+        let inflight = format!("{}:{name}", config.inflight_jobs_set());
+        let mut conn = self.storage.clone().get_connection().clone();
+        match housekeeping::release_inflight(&mut conn, &inflight, &config.active_jobs_list()).await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(worker = %name, jobs = n, "handed back jobs fetched during the stop")
+            }
+            Err(e) => {
+                tracing::warn!(worker = %name, error = %e, "could not hand back jobs fetched during the stop")
             }
         }
     }

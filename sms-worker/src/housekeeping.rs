@@ -145,3 +145,33 @@ pub async fn reap_finished(
     }
     Ok(reaped)
 }
+
+/// Move every job id in the in-flight set `inflight` back to the end of `active`.
+pub async fn release_inflight(
+    conn: &mut ConnectionManager,
+    inflight: &str,
+    active: &str,
+) -> redis::RedisResult<usize> {
+    const RELEASE: &str = r"
+        local ids = redis.call('srandmember', KEYS[1], tonumber(ARGV[1]))
+        if #ids > 0 then
+            redis.call('rpush', KEYS[2], unpack(ids))
+            redis.call('srem', KEYS[1], unpack(ids))
+        end
+        return #ids";
+    let script = redis::Script::new(RELEASE);
+    let mut moved = 0;
+    for _ in 0..MAX_CALLS {
+        let n: usize = script
+            .key(inflight)
+            .key(active)
+            .arg(CHUNK)
+            .invoke_async(conn)
+            .await?;
+        moved += n;
+        if n < CHUNK {
+            break;
+        }
+    }
+    Ok(moved)
+}

@@ -12,5 +12,6 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().unwrap_or_else(|e| e.exit());
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;
+    tracing::info!("sms-worker stopped");
     Ok(())
 }

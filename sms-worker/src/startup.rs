@@ -144,7 +144,9 @@ impl Application {
                 );
             }
         }
-        server_handle.stop(true).await;
+        // Not graceful: the jobs are done, and a scraper's idle keep-alive connection must not
+        // hold the exit up.
+        server_handle.stop(false).await;
         let _ = server.await;
         Ok(())
     }

@@ -72,3 +72,44 @@ async fn finished_jobs_are_kept_for_the_retention_time_then_deleted() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn jobs_left_in_an_in_flight_set_are_handed_back_to_the_queue() {
+    let world = World::new().await;
+    let config = queue_settings(&world.queue_url).apalis_config();
+    let inflight = format!("{}:gone-worker", config.inflight_jobs_set());
+    let mut conn = queue_settings(&world.queue_url)
+        .connection()
+        .expect("connection");
+    let _: i64 = redis::cmd("SADD")
+        .arg(&inflight)
+        .arg(&["a", "b", "c"][..])
+        .query_async(&mut conn)
+        .await
+        .expect("SADD");
+
+    let moved = sms_worker::housekeeping::release_inflight(
+        &mut conn,
+        &inflight,
+        &config.active_jobs_list(),
+    )
+    .await
+    .expect("released");
+
+    assert_eq!(moved, 3);
+    let mut active: Vec<String> = redis::cmd("LRANGE")
+        .arg(config.active_jobs_list())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("LRANGE");
+    active.sort();
+    assert_eq!(active, ["a", "b", "c"]);
+    let left: i64 = redis::cmd("SCARD")
+        .arg(&inflight)
+        .query_async(&mut conn)
+        .await
+        .expect("SCARD");
+    assert_eq!(left, 0);
+}
