@@ -75,9 +75,9 @@ async fn retryable_failures_are_retried_with_growing_delays_then_delivered_once(
         );
         assert_eq!(calls[3].status_code.as_deref(), Some("000000"), "{why}");
         // Backoff base 200 ms, doubling, equal jitter: [100,200], [200,400], [400,800] ms,
-        // plus the time of the failed call itself.
+        // plus the time of the failed call itself (generous slack for a loaded machine).
         let g = gaps(&calls.iter().map(|c| c.received_at).collect::<Vec<_>>());
-        for (i, (lo, hi)) in [(100, 350), (200, 550), (400, 950)].iter().enumerate() {
+        for (i, (lo, hi)) in [(100, 500), (200, 700), (400, 1100)].iter().enumerate() {
             assert!(
                 (*lo..=*hi).contains(&g[i]),
                 "{why}: gap {i} = {} ms, all {g:?}",
@@ -96,12 +96,12 @@ async fn retryable_failures_are_retried_with_growing_delays_then_delivered_once(
 #[tokio::test]
 async fn a_call_that_hangs_past_the_timeout_is_retried_and_the_message_arrives_once() {
     let world = World::new().await;
-    // CCP_TIMEOUT_MS is 1000: the first call hangs 2.5 s, the client gives up and retries.
+    // CCP_TIMEOUT_MS is 1000: the first call hangs 4 s, the client gives up and retries.
     // The hung call is answered later; CCP's reqId de-duplication keeps it from a second send.
     let app = spawn_app(world.vars()).await;
     world
         .sandbox
-        .inject(Fault::delay(1, Duration::from_millis(2500)));
+        .inject(Fault::delay(1, Duration::from_millis(4000)));
     let j = job();
     world.push(&j).await;
 
@@ -115,7 +115,7 @@ async fn a_call_that_hangs_past_the_timeout_is_retried_and_the_message_arrives_o
     );
     // Wait until the hung call has been answered too.
     assert!(
-        eventually(SECS(5), || world
+        eventually(SECS(8), || world
             .calls(&j)
             .iter()
             .all(|c| c.status_code.is_some()))
