@@ -127,9 +127,7 @@ impl Consumer {
             }
         }
     }
-}
 
-impl Consumer {
     /// After a clean stop, every job this worker ran is acknowledged and the prefetched ones
     /// were handed back, so whatever is still in its in-flight set came from a fetch cut short
     /// by the stop. apalis has already removed the worker from the registry, so orphan recovery
