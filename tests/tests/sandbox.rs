@@ -29,9 +29,18 @@ async fn send_signed(
     ts: &str,
     body: String,
 ) -> (u16, Value) {
+    send_signed_to(&sandbox.base_url(), sid, token, ts, body).await
+}
+
+async fn send_signed_to(
+    base_url: &str,
+    sid: &str,
+    token: &str,
+    ts: &str,
+    body: String,
+) -> (u16, Value) {
     let url = format!(
-        "{}/2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig={}",
-        sandbox.base_url(),
+        "{base_url}/2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig={}",
         sig(sid, token, ts)
     );
     let res = harness::http_client()
@@ -455,4 +464,63 @@ async fn the_binary_rejects_bad_credentials_with_exit_2_and_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("CCP_APP_ID"), "{stderr}");
     assert!(stderr.contains("CCP_AUTH_TOKEN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_account_from_its_environment() {
+    let config = SandboxConfig::random();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sms-sandbox"))
+        .env("PORT", port.to_string())
+        .env("CCP_ACCOUNT_SID", &config.account_sid)
+        .env("CCP_AUTH_TOKEN", &config.auth_token)
+        .env("CCP_APP_ID", &config.app_id)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox did not open its port"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ts = ccp::timestamp(Utc::now());
+    let (_, answer) = send_signed_to(
+        &base,
+        &config.account_sid,
+        &config.auth_token,
+        &ts,
+        body(&config, MOBILE, "bin-1"),
+    )
+    .await;
+    assert_eq!(answer["statusCode"], "000000", "{answer}");
+    let (_, wrong) = send_signed_to(
+        &base,
+        &config.account_sid,
+        "0".repeat(32).as_str(),
+        &ts,
+        body(&config, MOBILE, "bin-2"),
+    )
+    .await;
+    assert_eq!(wrong["statusCode"], "111109", "{wrong}");
+    let listed = get_json(format!("{base}/messages?mobile={MOBILE}")).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["req_id"], "bin-1");
 }
