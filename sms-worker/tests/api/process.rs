@@ -157,3 +157,39 @@ async fn a_job_waiting_for_its_retry_at_sigterm_goes_back_to_the_queue_for_the_n
     );
     assert_eq!(world.calls(&j).len(), 2);
 }
+
+#[tokio::test]
+async fn the_sigterm_wait_is_bounded_and_the_abandoned_job_is_recovered_by_another_worker() {
+    let world = World::new().await;
+    // The call hangs 20 s; the worker may wait only 1 s for it after SIGTERM.
+    world.sandbox.inject(Fault::delay(1, SECS(20)));
+    let vars = with(
+        world.vars(),
+        &[("CCP_TIMEOUT_MS", "30000"), ("SHUTDOWN_TIMEOUT_MS", "1000")],
+    );
+    let mut a = WorkerProcess::start(&vars);
+    let j = job();
+    world.push(&j).await;
+    assert!(eventually(SECS(10), || world.calls(&j).len() == 1).await);
+
+    let asked = std::time::Instant::now();
+    a.terminate();
+    assert_eq!(a.wait_exit(SECS(5)).await, Some(0), "{}", a.output());
+    assert!(asked.elapsed() < SECS(3), "{:?}", asked.elapsed());
+    assert!(
+        a.output().contains("SHUTDOWN_TIMEOUT_MS passed"),
+        "{}",
+        a.output()
+    );
+    assert!(world.messages(&j).is_empty());
+
+    // Still registered as A's: another worker recovers it as an orphan.
+    let b = WorkerProcess::start(&vars);
+    assert!(
+        eventually(SECS(20), || world.messages(&j).len() == 1).await,
+        "{}",
+        b.output()
+    );
+    tokio::time::sleep(SECS(1)).await;
+    assert_eq!(world.messages(&j).len(), 1);
+}
