@@ -292,3 +292,26 @@ async fn many_jobs_pushed_at_once_are_each_delivered_once() {
     assert_eq!(ids.len(), 200, "every request id once");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_verify_redis_down_codes_are_still_sent() {
+    // No marker can be read or written; the provider's reqId check is the remaining guard.
+    let world = World::new().await;
+    let app = spawn_app(with(
+        world.vars(),
+        &[("REDIS_URL", "redis://127.0.0.1:1/2")],
+    ))
+    .await;
+    let j = job();
+    world.push(&j).await;
+    assert!(eventually(SECS(10), || world.messages(&j).len() == 1).await);
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 2.0, SECS(10))
+            .await
+    );
+    let codes: Vec<Option<String>> = world.calls(&j).into_iter().map(|c| c.status_code).collect();
+    assert_eq!(codes, [Some("000000".into()), Some("160054".into())]);
+    assert_eq!(world.messages(&j).len(), 1);
+    app.stop().await;
+}
