@@ -17,7 +17,7 @@ pub struct Config {
     pub listen: Listen,
     /// `REDIS_URL`: the verify-codes database, default `redis://127.0.0.1:6379/2`.
     pub redis_url: String,
-    /// `REDIS_POOL_SIZE`, default 32 connections.
+    /// `REDIS_POOL_SIZE`, default 32 connections per HTTP worker.
     pub redis_pool_size: usize,
     /// `REDIS_TIMEOUT_MS`, default 1000: wait, connect and recycle timeout of the pool, so a
     /// request fails fast with 503 when Redis is down instead of hanging.
@@ -40,7 +40,8 @@ pub struct Config {
 pub struct DatabaseConfig {
     /// `DATABASE_URL`, default `mysql://meiduo:meiduo@127.0.0.1:3306/meiduo_mall`.
     pub url: String,
-    /// `DB_POOL_SIZE`, default 16 connections.
+    /// `DB_POOL_SIZE`, default 16 connections per HTTP worker (each worker has its own pool, see
+    /// `startup.rs`): MariaDB sees at most `HTTP_WORKERS × DB_POOL_SIZE` from one instance.
     pub pool_size: usize,
     /// `DB_TIMEOUT_MS`, default 2000: bound on a pool checkout, a new connection and each query,
     /// so a dead or frozen MariaDB turns into a quick 503 instead of a hanging request.

@@ -124,18 +124,33 @@ impl Db {
                 Err(DbError::Duplicate(unique_key(info.message())))
             }
             Ok(Err(e)) => {
-                discard(conn);
+                self.discard(conn);
                 Err(DbError::Unavailable(
                     anyhow::Error::new(e).context("database query"),
                 ))
             }
             Err(_) => {
-                discard(conn);
+                self.discard(conn);
                 Err(DbError::Unavailable(anyhow::anyhow!(
                     "database query took longer than {:?}",
                     self.timeout
                 )))
             }
+        }
+    }
+
+    /// Take a failed connection out of the pool for good (it is closed when dropped: after an
+    /// I/O error or a cancelled query its state is unknown), and with it every idle one: a
+    /// failure usually means MariaDB went away, and then they are all dead. Without this, each
+    /// stale connection would cost one more 503 after MariaDB is back.
+    fn discard(&self, conn: Conn) {
+        drop(Object::take(conn));
+        let flushed = self.pool.retain(|_, _| false);
+        if !flushed.removed.is_empty() {
+            tracing::info!(
+                idle = flushed.removed.len(),
+                "dropped idle database connections after a failure"
+            );
         }
     }
 
@@ -152,12 +167,6 @@ impl Db {
         .map(drop)
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
     }
-}
-
-/// Take a connection out of the pool for good (it is closed when dropped): after an I/O error
-/// or a cancelled query its state is unknown.
-fn discard(conn: Conn) {
-    drop(Object::take(conn));
 }
 
 /// Which unique index a duplicate-key message names. MariaDB says

@@ -13,6 +13,7 @@
 //!    as the pre-check would have given, never a 5xx.
 //! 4. The SMS code is deleted (single use) and a token issued.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use deadpool_redis::Pool;
@@ -59,7 +60,8 @@ pub struct NewAccount {
 pub struct Registrar {
     pub db: Db,
     pub redis: Pool,
-    pub hasher: Hasher,
+    /// Shared by all HTTP workers: the hashing limits are per process.
+    pub hasher: Arc<Hasher>,
     pub tokens: TokenIssuer,
     /// `users_registrations_total{outcome}`.
     pub outcomes: IntCounterVec,
