@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use shared::config::{ConfigError, Env, Listen};
+use shared::cors::AllowedOrigins;
 
 /// The shortest `JWT_SECRET` accepted, in bytes: HS256 wants a key of at least its output size.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -33,6 +34,9 @@ pub struct Config {
     pub count_limit_per_minute: u64,
     /// `TRUSTED_PROXIES`, default `127.0.0.1/32`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `CORS_ALLOWED_ORIGINS`, default none (through the gateway the page and the API share one
+    /// origin).
+    pub cors_allowed_origins: AllowedOrigins,
 }
 
 /// Where the users table lives and how long we wait for it.
@@ -112,6 +116,7 @@ impl Config {
                 1_000_000_000,
             ),
             trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
+            cors_allowed_origins: AllowedOrigins::from_env(&mut env),
         };
         env.finish()?;
         Ok(config)

@@ -131,6 +131,7 @@ impl Application {
             &["outcome"],
         );
         let metrics = web::Data::new(metrics);
+        let cors = web::Data::new(config.cors_allowed_origins.clone());
         let workers = config.listen.workers;
         let server = HttpServer::new(move || {
             let clients =
@@ -148,8 +149,11 @@ impl Application {
                 limit: Availability::limit(config.count_limit_per_minute),
                 trusted_proxies: config.trusted_proxies.clone(),
             };
+            // `observe` is the outer layer, so preflights are logged and counted too.
             App::new()
+                .wrap(from_fn(shared::cors::cors))
                 .wrap(from_fn(shared::telemetry::observe))
+                .app_data(cors.clone())
                 .app_data(metrics.clone())
                 .app_data(web::Data::new(clients.redis))
                 .app_data(web::Data::new(clients.db))

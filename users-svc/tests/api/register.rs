@@ -827,3 +827,42 @@ async fn other_methods_are_405() {
         (405, json!({"detail": "方法 “GET” 不被允许。"}))
     );
 }
+
+#[tokio::test]
+async fn allowed_origins_get_cors_headers_and_others_none() {
+    let app = spawn_app_with(&[("CORS_ALLOWED_ORIGINS", "https://www.meiduo.site")]).await;
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/users/", app.address))
+        .header("origin", "https://www.meiduo.site")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(preflight.status(), 200);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://www.meiduo.site");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-allow-headers"], "content-type");
+
+    for (origin, allowed) in [
+        ("https://www.meiduo.site", true),
+        ("https://evil.example", false),
+    ] {
+        let res = app
+            .http
+            .post(format!("{}/users/", app.address))
+            .header("origin", origin)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(res.status(), 400, "{origin}");
+        assert_eq!(
+            res.headers().get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+    }
+}
