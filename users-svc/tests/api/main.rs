@@ -2,6 +2,7 @@
 
 mod health;
 mod helpers;
+mod lifecycle;
 mod migrations;
 mod mobile_count;
 mod register;

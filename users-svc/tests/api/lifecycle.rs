@@ -1,0 +1,166 @@
+//! The binary as a process: subcommands, start-up checks, waiting for the database, SIGTERM.
+
+use std::time::Duration;
+
+fn binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_users-svc"));
+    cmd.env_remove("JWT_SECRET").env("RUST_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn the_migrate_subcommand_applies_and_reverts_without_other_settings() {
+    let db = harness::test_database();
+    let out = binary()
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        db.scalar("SHOW TABLES LIKE 'tb_users'").as_deref(),
+        Some("tb_users")
+    );
+    let out = binary()
+        .args(["migrate", "revert"])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.scalar("SHOW TABLES LIKE 'tb_users'"), None);
+}
+
+#[test]
+fn the_server_refuses_to_start_without_a_jwt_secret_and_names_it_in_one_line() {
+    let out = binary()
+        .env("PORT", "0")
+        .env("BCRYPT_COST", "9")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.trim_end();
+    assert!(!line.contains('\n'), "one line: {stderr}");
+    assert!(line.contains("JWT_SECRET: is required"), "{stderr}");
+    assert!(
+        line.contains("BCRYPT_COST=9: must be between 10 and 31"),
+        "{stderr}"
+    );
+}
+
+/// Kills a child process when dropped, so a failing test leaves nothing running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_server_waits_for_a_database_that_is_still_starting_then_migrates_and_serves() {
+    let dir = harness::process::scratch_dir();
+    let db_port = harness::process::free_port();
+    let http_port = harness::process::free_port();
+    let redis = harness::test_redis();
+    let _service = Killed(
+        binary()
+            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env(
+                "DATABASE_URL",
+                format!("mysql://root@127.0.0.1:{db_port}/users"),
+            )
+            .env("REDIS_URL", redis.url())
+            .env("PORT", http_port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !harness::process::wait_for_port(http_port, Duration::from_millis(100)),
+        "no HTTP before the database is migrated"
+    );
+    let _mariadb = Killed(harness::mariadb::start(dir.path(), db_port));
+    harness::mariadb::try_client(db_port, None, "CREATE DATABASE users CHARACTER SET utf8mb4")
+        .expect("create the database");
+    assert!(
+        harness::process::wait_for_port(http_port, Duration::from_secs(30)),
+        "the service came up once the database answered"
+    );
+    let out = harness::mariadb::try_client(db_port, Some("users"), "SHOW TABLES LIKE 'tb_users'")
+        .expect("query");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tb_users");
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_registration_finish_then_exits_0() {
+    let db = harness::test_database();
+    let redis = harness::test_redis();
+    let http_port = harness::process::free_port();
+    let mut service = Killed(
+        binary()
+            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env("DATABASE_URL", db.url())
+            .env("REDIS_URL", redis.url())
+            .env("PORT", http_port.to_string())
+            // About half a second per hash: the request is surely in flight at the signal.
+            .env("BCRYPT_COST", "13")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    assert!(harness::process::wait_for_port(
+        http_port,
+        Duration::from_secs(30)
+    ));
+    redis::cmd("SETEX")
+        .arg("sms_13800138000")
+        .arg(300)
+        .arg("123456")
+        .query::<()>(&mut redis.client().get_connection().expect("redis"))
+        .expect("SETEX");
+    let http = harness::http_client();
+    let request = http
+        .post(format!("http://127.0.0.1:{http_port}/users/"))
+        .json(&crate::helpers::registration(
+            "sigterm1",
+            "13800138000",
+            "123456",
+        ))
+        .send();
+    let signal = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &service.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    let (res, ()) = tokio::join!(request, signal);
+    assert_eq!(res.expect("answered, not cut off").status(), 201);
+    let mut exit = None;
+    for _ in 0..100 {
+        exit = service.0.try_wait().expect("wait works");
+        if exit.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "exited cleanly");
+    assert_eq!(
+        db.scalar("SELECT username FROM tb_users").as_deref(),
+        Some("sigterm1")
+    );
+}
