@@ -511,12 +511,18 @@ async fn losing_the_race_at_the_insert_is_the_same_400_not_a_5xx() {
         (status, got),
         (400, json!({"username": ["已存在一位使用该名字的用户。"]}))
     );
-    // The answer came after the hash, so the pre-check had passed: the unique index decided.
+    // A hash ran, so the availability pre-check had passed: the unique index decided.
+    assert!(started.elapsed() > Duration::from_millis(300));
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
     assert!(
-        started.elapsed() > Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
+        metrics.contains(r#"users_password_hash_seconds_count{service="users-svc"} 1"#),
+        "{metrics}"
     );
+    assert!(
+        metrics.contains(r#"users_registrations_total{outcome="taken",service="users-svc"} 1"#),
+        "{metrics}"
+    );
+
     assert_eq!(app.user_count(), 1);
     assert_eq!(
         app.redis_get(&format!("sms_{MOBILE}")).as_deref(),
@@ -535,26 +541,31 @@ async fn a_full_hashing_queue_answers_503_at_once() {
     .await;
     app.store_sms_code(MOBILE, CODE);
     app.store_sms_code("13900139000", CODE);
+    let started = Instant::now();
     let body = registration("first123", MOBILE, CODE);
-    let first = app.register(&body);
+    let first = async {
+        let res = app.register(&body).await;
+        (res, started.elapsed())
+    };
     let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let started = Instant::now();
+        // Wait until the first one holds the only hashing slot.
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let res = app
             .register(&registration("second12", "13900139000", CODE))
             .await;
         (res, started.elapsed())
     };
-    let (first, (second, waited)) = tokio::join!(first, second);
+    let ((first, first_done), (second, second_done)) = tokio::join!(first, second);
     assert_eq!(second.headers()["retry-after"], "5");
     let (status, body) = status_and_json(second).await;
     assert_eq!(
         (status, body),
         (503, json!({"detail": "服务暂时不可用，请稍后重试"}))
     );
+    // Refused at once: the answer came while the first hash was still running, not after it.
     assert!(
-        waited < Duration::from_millis(200),
-        "refused at once, not after waiting: {waited:?}"
+        second_done < first_done,
+        "second answered at {second_done:?}, first at {first_done:?}"
     );
     assert_eq!(first.status(), 201);
     assert_eq!(app.redis_get("sms_13900139000").as_deref(), Some(CODE));
