@@ -169,19 +169,23 @@ impl Registrar {
             })?;
         let now = chrono::Utc::now().naive_utc();
         let row = NewUser::new(&valid.username, &valid.mobile, &hash, now);
-        let id = self
+        let inserted = self
             .db
             .run(async |conn| users::insert(conn, &row).await)
-            .await
-            .map_err(|e| match e {
-                DbError::Duplicate(UniqueKey::Username) => {
-                    ApiError::field("username", text::USERNAME_TAKEN)
-                }
-                DbError::Duplicate(UniqueKey::Mobile) => {
-                    ApiError::field("mobile", text::MOBILE_TAKEN)
-                }
-                other => other.into(),
-            })?;
+            .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(DbError::Duplicate(UniqueKey::Username)) => {
+                return Err(ApiError::field("username", text::USERNAME_TAKEN));
+            }
+            Err(DbError::Duplicate(UniqueKey::Mobile)) => {
+                return Err(ApiError::field("mobile", text::MOBILE_TAKEN));
+            }
+            Err(DbError::Duplicate(UniqueKey::Other)) => {
+                return Err(self.which_is_taken(valid).await);
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(NewAccount {
             id,
             username: valid.username.as_str().to_owned(),
@@ -190,6 +194,37 @@ impl Registrar {
                 .tokens
                 .issue(id, valid.username.as_str(), SystemTime::now()),
         })
+    }
+}
+
+impl Registrar {
+    /// A duplicate key whose index we do not know by name (a table created by Django, whose
+    /// unique indexes are named after the columns): ask which value is taken, so the answer is
+    /// still the field error and never a 5xx.
+    async fn which_is_taken(&self, valid: &Valid) -> ApiError {
+        let taken = self
+            .db
+            .run(async |conn| users::taken(conn, Some(&valid.username), Some(&valid.mobile)).await)
+            .await;
+        let mut errors = FieldErrors::new();
+        match taken {
+            Ok((name, mobile)) => {
+                if name {
+                    errors.add("username", text::USERNAME_TAKEN);
+                }
+                if mobile {
+                    errors.add("mobile", text::MOBILE_TAKEN);
+                }
+            }
+            Err(e) => return e.into(),
+        }
+        if errors.is_empty() {
+            ApiError::Unexpected(anyhow::anyhow!(
+                "a duplicate key on neither username nor mobile"
+            ))
+        } else {
+            ApiError::Validation(errors)
+        }
     }
 }
 

@@ -877,3 +877,46 @@ async fn allowed_origins_get_cors_headers_and_others_none() {
         );
     }
 }
+
+#[tokio::test]
+async fn duplicates_on_unique_indexes_named_like_djangos_are_still_field_errors() {
+    let app = spawn_app_with(&[("HASH_QUEUE_MAX", "64")]).await;
+    // A table made by Django names its unique indexes after the columns.
+    app.db.query(
+        "ALTER TABLE tb_users RENAME INDEX tb_users_username_uniq TO username, \
+         RENAME INDEX tb_users_mobile_uniq TO mobile",
+    );
+    let bodies: Vec<Value> = (0..10)
+        .map(|i| {
+            let mobile = format!("1390000{i:04}");
+            app.store_sms_code(&mobile, CODE);
+            registration("samename1", &mobile, CODE)
+        })
+        .collect();
+    let results = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|b| async { status_and_json(app.register(b).await).await }),
+    )
+    .await;
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{results:?}"
+    );
+    for (status, body) in results.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(
+            (*status, body),
+            (400, &json!({"username": ["已存在一位使用该名字的用户。"]}))
+        );
+    }
+    // More than one hash ran: requests past the pre-check met the index at the INSERT.
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let hashes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"users_password_hash_seconds_count{service="users-svc"} "#))
+        .and_then(|n| n.parse().ok())
+        .expect("hash count");
+    assert!(hashes > 1, "{metrics}");
+    assert_eq!(app.user_count(), 1);
+}
