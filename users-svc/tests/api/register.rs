@@ -713,6 +713,7 @@ async fn the_password_never_reaches_mariadb_in_plain_text_not_even_in_the_first_
             .all(|r| !r[1].to_ascii_uppercase().contains("UPDATE")),
         "the row is written once: {statements:?}"
     );
+    app.db.query("SET GLOBAL general_log = 0");
 }
 
 #[tokio::test]
