@@ -1,3 +1,5 @@
+//! `/healthz`, `/readyz`, unknown routes and wrong methods.
+
 use crate::helpers::spawn_app;
 
 #[tokio::test]

@@ -1,3 +1,5 @@
+//! The `tb_users` schema the embedded migrations create, and their reversibility.
+
 use crate::helpers::spawn_app;
 
 fn columns(app: &crate::helpers::TestApp) -> Vec<Vec<String>> {

@@ -1,3 +1,5 @@
+//! `GET /mobiles/{mobile}/count/`.
+
 use serde_json::json;
 
 use crate::helpers::{spawn_app, status_and_json};

@@ -1,3 +1,5 @@
+//! `POST /users/`: every case of DESIGN §2, races, faults, Django compatibility.
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;

@@ -1,3 +1,5 @@
+//! `GET /usernames/{username}/count/`, and the per-IP limit both count endpoints share.
+
 use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with, status_and_json};
