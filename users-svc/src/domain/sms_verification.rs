@@ -1,17 +1,21 @@
 //! Checking the SMS code a registration presents against `sms_{mobile}` in Redis.
 //!
-//! The stored code is read with one GET and compared in constant time (`subtle`), so response
-//! timing says nothing about how many leading digits were right. A wrong guess increments
-//! `sms_attempts_{mobile}` (TTL 300 s, reset by verifications-svc when it sends a new code); the
-//! [`MAX_ATTEMPTS`]th wrong guess deletes the code in the same Lua call, after which even the
-//! right code gets "no valid code" (the original allows unlimited guesses).
+//! The whole check is ONE Lua script ([`CHECK`]), and Redis runs scripts one at a time: read
+//! the code, compare, and on a wrong guess increment `sms_attempts_{mobile}` (TTL 300 s, reset
+//! by verifications-svc when it sends a new code) and, at the [`MAX_ATTEMPTS`]th wrong guess,
+//! delete the code. No guess can be compared between another guess's compare and its count, so
+//! a code gets at most [`MAX_ATTEMPTS`] comparisons however many requests are in flight: of
+//! 1,000 parallel guesses, five are compared and the rest find no code ("无效的短信验证码").
+//! (The original allows unlimited guesses; an earlier version here compared in Rust and counted
+//! afterwards, which gave N simultaneous requests 4 + N comparisons.)
 //!
-//! Limit of the limit: guesses already in flight when the fifth wrong one lands have read the
-//! code and are still compared, so a client firing N requests at the same instant gets at most
-//! 4 + N comparisons per code. Reserving an attempt before comparing would close that, but would
-//! also refuse a burst of concurrent *right* codes (double-submits), which must instead reach the
-//! unique index and get the "mobile taken" answer. The per-mobile and per-IP send limits of
-//! verifications-svc bound the codes an attacker can get.
+//! The compare runs inside the script in constant time: it walks every byte of the stored code
+//! and ORs the XOR of each pair, with no early exit, so the time says nothing about how many
+//! leading digits were right; a guess of another length is wrong (its length is the attacker's
+//! own input, and the stored code's length, 6, is no secret). A right code is not counted and
+//! does not delete anything, so concurrent right codes (double-submits) all pass and meet the
+//! unique index, which answers "mobile taken" to all but one; the winner deletes the code after
+//! its INSERT ([`SmsCheck::consume`]).
 
 use std::sync::LazyLock;
 
@@ -19,7 +23,6 @@ use deadpool_redis::Pool;
 use shared::domain::Mobile;
 use shared::http::ApiError;
 use shared::keys;
-use subtle::ConstantTimeEq;
 
 /// Wrong guesses allowed per code.
 pub const MAX_ATTEMPTS: u64 = 5;
@@ -29,15 +32,27 @@ pub const NO_VALID_CODE: &str = "无效的短信验证码";
 /// `短信验证码错误`.
 pub const WRONG_CODE: &str = "短信验证码错误";
 
-/// Count a wrong guess; the MAX_ATTEMPTS-th deletes the code. The counter gets its TTL in the
-/// same call, so a crash can never leave a counter that lives for ever.
-static WRONG_GUESS: LazyLock<redis::Script> = LazyLock::new(|| {
+/// The atomic check. KEYS: the code, its attempt counter; ARGV: the guess, the counter's TTL,
+/// [`MAX_ATTEMPTS`]. Returns `{verdict, wrong guesses so far}` with verdict `ok`, `invalid`
+/// (no code) or `wrong` (counted; the code is deleted once the count reaches the maximum).
+/// The counter gets its TTL in the same call, so a crash can never leave one that lives for
+/// ever. `bit` is the LuaBitOp library every Redis ≥ 2.8.18 embeds.
+static CHECK: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
+local code = redis.call('GET', KEYS[1])
+if not code then return {'invalid', 0} end
+local given = ARGV[1]
+local diff = 0
+if #code ~= #given then diff = 1 end
+for i = 1, #code do
+  diff = bit.bor(diff, bit.bxor(string.byte(code, i), string.byte(given, i) or 256))
+end
+if diff == 0 then return {'ok', 0} end
 local n = redis.call('INCR', KEYS[2])
-if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-if n >= tonumber(ARGV[2]) then redis.call('DEL', KEYS[1]) end
-return n
+if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+if n >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
+return {'wrong', n}
 ",
     )
 });
@@ -62,32 +77,30 @@ async fn connection(redis: &Pool) -> Result<deadpool_redis::Connection, ApiError
 /// Check `given` against the stored code: `Ok` when it matches, else the 400 to send.
 pub async fn check(redis: &Pool, mobile: &Mobile, given: &str) -> Result<SmsCheck, ApiError> {
     let mut conn = connection(redis).await?;
-    let stored: Option<String> = redis::cmd("GET")
-        .arg(keys::sms_code(mobile))
-        .query_async(&mut conn)
-        .await
-        .map_err(unavailable)?;
-    let Some(code) = stored else {
-        return Err(ApiError::non_field(NO_VALID_CODE));
-    };
-    // `ct_eq` on slices of different lengths is false at once; the length is no secret (6).
-    if bool::from(code.as_bytes().ct_eq(given.as_bytes())) {
-        return Ok(SmsCheck {
-            mobile: mobile.clone(),
-        });
-    }
-    let wrong: u64 = WRONG_GUESS
+    let (verdict, wrong): (String, u64) = CHECK
         .key(keys::sms_code(mobile))
         .key(keys::sms_attempts(mobile))
+        .arg(given)
         .arg(keys::SMS_CODE_TTL_SECS)
         .arg(MAX_ATTEMPTS)
         .invoke_async(&mut conn)
         .await
         .map_err(unavailable)?;
-    if wrong >= MAX_ATTEMPTS {
-        tracing::info!(mobile = %mobile, wrong, "sms code deleted after too many wrong guesses");
+    match verdict.as_str() {
+        "ok" => Ok(SmsCheck {
+            mobile: mobile.clone(),
+        }),
+        "invalid" => Err(ApiError::non_field(NO_VALID_CODE)),
+        "wrong" => {
+            if wrong >= MAX_ATTEMPTS {
+                tracing::info!(mobile = %mobile, wrong, "sms code deleted after too many wrong guesses");
+            }
+            Err(ApiError::non_field(WRONG_CODE))
+        }
+        other => Err(ApiError::Unexpected(anyhow::anyhow!(
+            "the sms code script answered {other:?}"
+        ))),
     }
-    Err(ApiError::non_field(WRONG_CODE))
 }
 
 impl SmsCheck {
