@@ -92,19 +92,19 @@ impl Deliverer {
     async fn run(&self, job: &SendSmsCode) -> Outcome {
         let (mobile, request_id) = (&job.mobile, job.request_id);
         if job.is_expired(Utc::now()) {
-            tracing::warn!(%mobile, %request_id, created_at = %job.created_at, "code expired before it was sent: job dropped");
+            tracing::warn!(%mobile, sms_request_id = %request_id, created_at = %job.created_at, "code expired before it was sent: job dropped");
             return Outcome::Expired;
         }
         match self.markers.is_sent(job).await {
             Ok(true) => {
-                tracing::info!(%mobile, %request_id, "already sent: redelivered job skipped");
+                tracing::info!(%mobile, sms_request_id = %request_id, "already sent: redelivered job skipped");
                 return Outcome::AlreadySent;
             }
             Ok(false) => {}
             // Sending anyway is the better failure: the provider's reqId de-duplication still
             // stops a double send, and an undelivered code blocks a registration.
             Err(e) => {
-                tracing::warn!(%mobile, %request_id, error = %e, "cannot read the sent marker; sending anyway");
+                tracing::warn!(%mobile, sms_request_id = %request_id, error = %e, "cannot read the sent marker; sending anyway");
             }
         }
 
@@ -125,31 +125,31 @@ impl Deliverer {
             match result {
                 Attempt::Sent => {
                     if let Err(e) = self.markers.mark_sent(job).await {
-                        tracing::warn!(%mobile, %request_id, error = %e, "sent, but the sent marker could not be written");
+                        tracing::warn!(%mobile, sms_request_id = %request_id, error = %e, "sent, but the sent marker could not be written");
                     }
-                    tracing::info!(%mobile, %request_id, attempt, provider, ms = elapsed.as_millis() as u64, "SMS code sent");
+                    tracing::info!(%mobile, sms_request_id = %request_id, attempt, provider, ms = elapsed.as_millis() as u64, "SMS code sent");
                     return Outcome::Sent;
                 }
                 Attempt::Permanent { code, reason } => {
-                    tracing::error!(%mobile, %request_id, attempt, provider, code, reason, "provider refused the message; not retried");
+                    tracing::error!(%mobile, sms_request_id = %request_id, attempt, provider, code, reason, "provider refused the message; not retried");
                     return Outcome::Permanent;
                 }
                 Attempt::Retryable { reason } => {
                     if attempt == self.retry.max_attempts {
-                        tracing::error!(%mobile, %request_id, attempt, provider, reason, "provider call failed; no attempts left");
+                        tracing::error!(%mobile, sms_request_id = %request_id, attempt, provider, reason, "provider call failed; no attempts left");
                         return Outcome::Exhausted;
                     }
                     let delay = backoff(&self.retry, attempt);
                     let next = Utc::now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
                     if next >= job.expires_at() {
-                        tracing::warn!(%mobile, %request_id, attempt, provider, reason, "provider call failed and the code expires before the next attempt: job dropped");
+                        tracing::warn!(%mobile, sms_request_id = %request_id, attempt, provider, reason, "provider call failed and the code expires before the next attempt: job dropped");
                         return Outcome::Expired;
                     }
-                    tracing::warn!(%mobile, %request_id, attempt, provider, reason, delay_ms = delay.as_millis() as u64, "provider call failed; retrying");
+                    tracing::warn!(%mobile, sms_request_id = %request_id, attempt, provider, reason, delay_ms = delay.as_millis() as u64, "provider call failed; retrying");
                     self.metrics.retries.inc();
                     if !self.sleep_unless_stopping(delay).await {
-                        tracing::info!(%mobile, %request_id, attempt, "stopping: job goes back to the queue for its next attempt");
+                        tracing::info!(%mobile, sms_request_id = %request_id, attempt, "stopping: job goes back to the queue for its next attempt");
                         return Outcome::Requeued;
                     }
                 }

@@ -17,7 +17,7 @@ impl SmsProvider for Log {
     async fn send(&self, job: &SendSmsCode) -> Attempt {
         tracing::info!(
             mobile = %job.mobile,
-            request_id = %job.request_id,
+            sms_request_id = %job.request_id,
             template_id = %job.template_id,
             ttl_minutes = job.ttl_minutes,
             "SMS_PROVIDER=log: message not sent"

@@ -221,7 +221,7 @@ impl SmsCodes {
                 "cannot queue the SMS job: {e}"
             )));
         }
-        tracing::info!(mobile = %mobile, request_id = %claim.request_id, "SMS code issued and queued");
+        tracing::info!(mobile = %mobile, sms_request_id = %claim.request_id, "SMS code issued and queued");
         Ok(())
     }
 
