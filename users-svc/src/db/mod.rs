@@ -75,7 +75,8 @@ impl From<DbError> for shared::http::ApiError {
 pub enum UniqueKey {
     Username,
     Mobile,
-    /// Another index (none exists today besides the primary key).
+    /// Another index: on a `tb_users` adopted from Django the unique indexes are Django's
+    /// (`username`, `mobile`), so the caller looks up which value is taken.
     Other,
 }
 

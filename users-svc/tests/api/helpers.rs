@@ -44,6 +44,14 @@ pub async fn spawn_app_with(vars: &[(&'static str, &str)]) -> TestApp {
     spawn(redis, url, harness::test_database(), None, vars).await
 }
 
+/// The service on a database the test prepared before the migrations run (a `tb_users` that
+/// Django made).
+pub async fn spawn_app_on(db: harness::TestDatabase) -> TestApp {
+    let redis = harness::test_redis();
+    let url = redis.url();
+    spawn(redis, url, db, None, &[]).await
+}
+
 /// The service against a Redis URL of the test's choosing (a private server it may stop).
 pub async fn spawn_app_with_redis(url: String) -> TestApp {
     spawn(
@@ -81,7 +89,7 @@ async fn spawn(
     let database_url = database_url.unwrap_or_else(|| db.url());
     users_svc::db::migrate(&database_url)
         .await
-        .expect("migrations apply to a fresh database");
+        .expect("migrations apply to a fresh database or adopt Django's table");
     let mut env = base_vars();
     env.push(("REDIS_URL", redis_url));
     env.push(("DATABASE_URL", database_url));

@@ -1,6 +1,9 @@
-//! The `tb_users` schema the embedded migrations create, and their reversibility.
+//! The `tb_users` schema the embedded migrations create, their reversibility, and the adoption
+//! of a `tb_users` that a Django meiduo made before users-svc first started.
 
-use crate::helpers::spawn_app;
+use serde_json::json;
+
+use crate::helpers::{registration, spawn_app, spawn_app_on, status_and_json};
 
 fn columns(app: &crate::helpers::TestApp) -> Vec<Vec<String>> {
     app.db.query(
@@ -44,6 +47,16 @@ async fn tb_users_has_djangos_columns_and_the_unique_indexes() {
         .map(|r| r.map(str::to_owned).to_vec())
         .to_vec()
     );
+    // What `migrate revert` reads to know the table is its own to drop (down.sql).
+    assert_eq!(
+        app.db
+            .scalar(
+                "SELECT TABLE_COMMENT FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'tb_users'"
+            )
+            .as_deref(),
+        Some("created by users-svc")
+    );
 }
 
 #[tokio::test]
@@ -85,4 +98,245 @@ async fn the_count_queries_are_single_row_lookups_on_the_unique_indexes() {
         assert_eq!(plan[0][3], "const", "{column}: {plan:?}");
         assert_eq!(plan[0][5], index, "{column}: {plan:?}");
     }
+}
+
+/// `tb_users` as Django 2.2's `sqlmigrate users 0001` makes it for the meiduo `User`
+/// (`AbstractUser` + `mobile = CharField(max_length=11, unique=True)`, `db_table = 'tb_users'`):
+/// `id integer`, `first_name varchar(30)`, no column defaults, the inline UNIQUEs named after
+/// their columns, the table's collation the database's, and the groups table referring to it
+/// (the constraint names carry Django's digests of the table and column names).
+const DJANGO_TB_USERS: &str = "\
+CREATE TABLE `tb_users` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
+`password` varchar(128) NOT NULL, `last_login` datetime(6) NULL, `is_superuser` bool NOT NULL, \
+`username` varchar(150) NOT NULL UNIQUE, `first_name` varchar(30) NOT NULL, \
+`last_name` varchar(150) NOT NULL, `email` varchar(254) NOT NULL, `is_staff` bool NOT NULL, \
+`is_active` bool NOT NULL, `date_joined` datetime(6) NOT NULL, `mobile` varchar(11) NOT NULL UNIQUE);
+CREATE TABLE `tb_users_groups` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
+`user_id` integer NOT NULL, `group_id` integer NOT NULL);
+ALTER TABLE `tb_users_groups` ADD CONSTRAINT `tb_users_groups_user_id_group_id_5a177a84_uniq` \
+UNIQUE (`user_id`, `group_id`);
+ALTER TABLE `tb_users_groups` ADD CONSTRAINT `tb_users_groups_user_id_5f9e3ed0_fk_tb_users_id` \
+FOREIGN KEY (`user_id`) REFERENCES `tb_users` (`id`);";
+
+/// `SHOW CREATE TABLE tb_users` without the `AUTO_INCREMENT=n` that every insert moves.
+fn definition(db: &harness::TestDatabase) -> String {
+    db.query("SHOW CREATE TABLE tb_users")
+        .concat()
+        .join("\t")
+        .split(' ')
+        .filter(|w| !w.starts_with("AUTO_INCREMENT="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every index of `tb_users` as (name, column, unique).
+fn indexes(db: &harness::TestDatabase) -> Vec<Vec<String>> {
+    db.query(
+        "SELECT INDEX_NAME, COLUMN_NAME, 1 - NON_UNIQUE FROM information_schema.STATISTICS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'tb_users' ORDER BY INDEX_NAME",
+    )
+}
+
+fn rows(strs: &[[&str; 3]]) -> Vec<Vec<String>> {
+    strs.iter().map(|r| r.map(str::to_owned).to_vec()).collect()
+}
+
+/// A Django shop's account: Django's own columns, a Django `bcrypt_sha256$` hash (from passlib,
+/// an independent implementation of Django's hasher), id 7.
+fn insert_django_user(db: &harness::TestDatabase, password: &str) -> String {
+    let hash = crate::register::passlib("print(h.using(rounds=10).hash(sys.argv[1]))", &[password]);
+    assert!(hash.starts_with("bcrypt_sha256$$2b$10$"), "{hash}");
+    db.query(&format!(
+        "INSERT INTO tb_users (id, password, last_login, is_superuser, username, first_name, \
+         last_name, email, is_staff, is_active, date_joined, mobile) VALUES (7, '{hash}', \
+         '2026-01-02 03:04:05.000000', 0, 'DjangoUser1', 'Dj', 'Ango', 'dj@example.com', 0, 1, \
+         '2025-12-01 10:00:00.000000', '13700137000'); \
+         INSERT INTO tb_users_groups (user_id, group_id) VALUES (7, 1)"
+    ));
+    hash
+}
+
+const DJANGO_ROW: &str = "SELECT id, password, IFNULL(last_login, 'NULL'), username, first_name, last_name, \
+     email, date_joined, mobile FROM tb_users WHERE id = 7";
+
+#[tokio::test]
+async fn an_existing_django_tb_users_is_adopted_with_its_accounts_and_indexes() {
+    let db = harness::test_database();
+    db.query(DJANGO_TB_USERS);
+    let hash = insert_django_user(&db, "django-pass-1");
+    let before_definition = definition(&db);
+    let before_row = db.query(DJANGO_ROW);
+    let app = spawn_app_on(db).await;
+
+    // Adopted as it is: same definition (no index, column or comment added), same row.
+    assert_eq!(definition(&app.db), before_definition);
+    assert_eq!(
+        indexes(&app.db),
+        rows(&[
+            ["mobile", "mobile", "1"],
+            ["PRIMARY", "id", "1"],
+            ["username", "username", "1"]
+        ])
+    );
+    assert_eq!(app.db.query(DJANGO_ROW), before_row);
+    assert!(users_svc::domain::password::verify("django-pass-1", &hash));
+
+    let (status, body) = status_and_json(app.get("/usernames/djangouser1/count/").await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "djangouser1", "count": 1}))
+    );
+    let (status, body) = status_and_json(app.get("/mobiles/13700137000/count/").await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"mobile": "13700137000", "count": 1}))
+    );
+
+    // The Django account's name and mobile are taken: by the pre-check ...
+    app.store_sms_code("13900139000", "123456");
+    let (status, body) = status_and_json(
+        app.register(&registration("DjangoUser1", "13900139000", "123456"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"username": ["已存在一位使用该名字的用户。"]}))
+    );
+    let (status, body) = status_and_json(
+        app.register(&registration("newuser1", "13700137000", "123456"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"mobile": ["具有 手机号 的 用户 已存在。"]}))
+    );
+    // ... and a new account goes in next to it, with Django's id sequence.
+    let res = app
+        .register(&registration("newuser1", "13900139000", "123456"))
+        .await;
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], 8, "{body}");
+    assert_eq!(body["username"], "newuser1");
+    assert_eq!(body["mobile"], "13900139000");
+    let new = app.db.query(
+        "SELECT id, username, mobile, is_superuser, is_staff, is_active, first_name, last_name, \
+         email, IFNULL(last_login, 'NULL'), LEFT(password, 21) FROM tb_users WHERE id = 8",
+    );
+    assert_eq!(
+        new,
+        [[
+            "8",
+            "newuser1",
+            "13900139000",
+            "0",
+            "0",
+            "1",
+            "",
+            "",
+            "",
+            "NULL",
+            "bcrypt_sha256$$2b$10$"
+        ]]
+        .map(|r| r.map(str::to_owned).to_vec())
+        .to_vec()
+    );
+    assert_eq!(app.user_count(), 2);
+    assert_eq!(app.redis_get("sms_13900139000"), None, "the code was used");
+
+    // Re-running is a no-op; reverting leaves Django's table, rows and references alone.
+    let url = app.db.url();
+    assert!(
+        users_svc::db::migrate(&url)
+            .await
+            .expect("re-run")
+            .is_empty()
+    );
+    assert_eq!(
+        users_svc::db::revert_last(&url)
+            .await
+            .expect("revert")
+            .len(),
+        1
+    );
+    assert_eq!(definition(&app.db), before_definition);
+    assert_eq!(app.db.query(DJANGO_ROW), before_row);
+    assert_eq!(app.user_count(), 2);
+    assert_eq!(
+        app.db
+            .scalar("SELECT user_id FROM tb_users_groups")
+            .as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        users_svc::db::migrate(&url)
+            .await
+            .expect("apply again")
+            .len(),
+        1
+    );
+    assert_eq!(definition(&app.db), before_definition);
+}
+
+#[tokio::test]
+async fn an_adopted_table_without_a_unique_mobile_gets_ours_and_revert_removes_only_that() {
+    let db = harness::test_database();
+    // A Django table whose `mobile` was not declared unique (only indexed, Django's name).
+    db.query(&DJANGO_TB_USERS.replace(
+        "`mobile` varchar(11) NOT NULL UNIQUE",
+        "`mobile` varchar(11) NOT NULL",
+    ));
+    db.query("CREATE INDEX `tb_users_mobile_8f3d8d27` ON `tb_users` (`mobile`)");
+    insert_django_user(&db, "django-pass-1");
+    let before_row = db.query(DJANGO_ROW);
+    let app = spawn_app_on(db).await;
+    assert_eq!(
+        indexes(&app.db),
+        rows(&[
+            ["PRIMARY", "id", "1"],
+            ["tb_users_mobile_8f3d8d27", "mobile", "0"],
+            ["tb_users_mobile_uniq", "mobile", "1"],
+            ["username", "username", "1"],
+        ])
+    );
+    // Our index names the duplicate directly now.
+    app.store_sms_code("13700137000", "123456");
+    let (status, body) = status_and_json(
+        app.register(&registration("newuser1", "13700137000", "123456"))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"mobile": ["具有 手机号 的 用户 已存在。"]}))
+    );
+
+    let url = app.db.url();
+    users_svc::db::revert_last(&url).await.expect("revert");
+    assert_eq!(
+        indexes(&app.db),
+        rows(&[
+            ["PRIMARY", "id", "1"],
+            ["tb_users_mobile_8f3d8d27", "mobile", "0"],
+            ["username", "username", "1"],
+        ])
+    );
+    assert_eq!(app.db.query(DJANGO_ROW), before_row);
+}
+
+#[tokio::test]
+async fn an_adopted_table_without_a_column_the_service_writes_fails_the_migration_by_name() {
+    let db = harness::test_database();
+    // Plain Django auth, no meiduo `mobile`.
+    db.query(&DJANGO_TB_USERS.replace(", `mobile` varchar(11) NOT NULL UNIQUE", ""));
+    let err = users_svc::db::migrate(&db.url())
+        .await
+        .expect_err("the migration refuses the table");
+    assert!(format!("{err:#}").contains("mobile"), "{err:#}");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM tb_users").as_deref(),
+        Some("0")
+    );
 }

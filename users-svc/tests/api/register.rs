@@ -875,7 +875,7 @@ async fn redis_down_answers_503() {
 }
 
 /// passlib's `django_bcrypt_sha256` is an independent implementation of Django's hasher.
-fn passlib(script: &str, args: &[&str]) -> String {
+pub fn passlib(script: &str, args: &[&str]) -> String {
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(format!(
