@@ -3,11 +3,17 @@
 //! ([`users`]).
 //!
 //! Failure policy: a checkout, a new connection and every query are bounded by
-//! `DB_TIMEOUT_MS`; any failure other than a duplicate key is "unavailable" (503), and the
-//! connection it happened on is thrown away instead of going back to the pool. That is what
-//! makes the service recover by itself after MariaDB restarts, while the pool can skip the
-//! per-checkout `SELECT 1` (deadpool's "verified" recycling) and keep the count endpoints at
-//! one round trip.
+//! `DB_TIMEOUT_MS`. Only a *connection-level* failure (no connection, a timeout, an I/O or
+//! protocol error: the server never answered) is "unavailable" (503) and throws away the
+//! connection and every idle one instead of returning them to the pool. That is what makes the
+//! service recover by itself after MariaDB restarts, while the pool can skip the per-checkout
+//! `SELECT 1` (deadpool's "verified" recycling) and keep the count endpoints at one round trip.
+//!
+//! A query the server *answered* with an error leaves a healthy connection, which goes back to
+//! the pool: otherwise any client could force reconnects by sending data the server rejects.
+//! Such an error is a duplicate key, a value the table cannot store ([`DbError::Unstorable`]:
+//! a 4-byte character in a `utf8`/utf8mb3 column of an adopted Django table), or another refusal
+//! ([`DbError::Refused`], e.g. a deadlock or a lock wait timeout, still a 503).
 
 pub mod schema;
 pub mod users;
@@ -52,9 +58,30 @@ pub enum DbError {
     /// The INSERT hit a unique index: the value is taken (also the loser of a race).
     #[error("duplicate value for {0:?}")]
     Duplicate(UniqueKey),
-    /// Unreachable, timed out, or failed for a reason that is not the request's fault.
+    /// The server rejected a value because the column (or the comparison with it) cannot
+    /// represent it: error 1366 "Incorrect string value" on a write, 1267/1270/1271 "Illegal mix
+    /// of collations" in a `WHERE` (a 4-byte character against a `utf8`/utf8mb3 column), MySQL
+    /// 8's 3854 "Cannot convert string". `column` is named when the server names it (1366).
+    /// The request's fault, not an outage: the connection went back to the pool.
+    #[error("a value the column {column:?} cannot store")]
+    Unstorable {
+        column: Option<String>,
+        #[source]
+        cause: anyhow::Error,
+    },
+    /// The server answered with another error (a deadlock, a lock wait timeout, a read-only
+    /// server, ...). Still a 503 for the client, but the connection is fine and went back to
+    /// the pool, and the idle ones were kept.
+    #[error("the database refused the query")]
+    Refused(#[source] anyhow::Error),
+    /// Unreachable, timed out, or the connection broke: the connection was discarded and the
+    /// pool's idle ones with it.
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Not the server's answer but diesel's (a row that does not deserialize, ...): a bug. The
+    /// connection was discarded (its state is unknown), the idle ones kept.
+    #[error("database query failed")]
+    Failed(#[source] anyhow::Error),
 }
 
 impl From<DbError> for shared::http::ApiError {
@@ -65,7 +92,13 @@ impl From<DbError> for shared::http::ApiError {
             DbError::Duplicate(key) => {
                 Self::Unexpected(anyhow::anyhow!("unexpected duplicate {key:?}"))
             }
-            DbError::Unavailable(cause) => Self::Unavailable(cause),
+            DbError::Unavailable(cause) | DbError::Refused(cause) => Self::Unavailable(cause),
+            // Callers that write or look up request data map this to a field error or an
+            // empty result; anywhere else it is a bug.
+            DbError::Unstorable { column, cause } => {
+                Self::Unexpected(cause.context(format!("unexpected unstorable value ({column:?})")))
+            }
+            DbError::Failed(cause) => Self::Unexpected(cause),
         }
     }
 }
@@ -110,9 +143,10 @@ impl Db {
     }
 
     /// Check out a connection and run `work` on it within the timeout, then decide the
-    /// connection's fate: back to the pool on success and on a duplicate key (the connection is
-    /// fine), thrown away on anything else. One call is one checkout, so a caller never holds a
-    /// connection across slow work of its own (bcrypt).
+    /// connection's fate ([`classify`]): back to the pool on success and whenever the server
+    /// answered (the connection is fine), thrown away with the idle ones on a connection-level
+    /// failure, thrown away alone on a diesel-side failure. One call is one checkout, so a
+    /// caller never holds a connection across slow work of its own (bcrypt).
     pub async fn run<T>(
         &self,
         work: impl AsyncFnOnce(&mut AsyncMysqlConnection) -> diesel::QueryResult<T>,
@@ -121,14 +155,14 @@ impl Db {
         let outcome = tokio::time::timeout(self.timeout, work(&mut *conn)).await;
         match outcome {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))) => {
-                Err(DbError::Duplicate(unique_key(info.message())))
-            }
             Ok(Err(e)) => {
-                self.discard(conn);
-                Err(DbError::Unavailable(
-                    anyhow::Error::new(e).context("database query"),
-                ))
+                let failure = classify(e);
+                match &failure {
+                    DbError::Unavailable(_) => self.discard(conn),
+                    DbError::Failed(_) => drop(Object::take(conn)),
+                    DbError::Duplicate(_) | DbError::Unstorable { .. } | DbError::Refused(_) => {}
+                }
+                Err(failure)
             }
             Err(_) => {
                 self.discard(conn);
@@ -168,6 +202,78 @@ impl Db {
         .map(drop)
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
     }
+}
+
+/// What a failed query means ([`Db::run`] decides the connection's fate from it).
+///
+/// diesel-async keeps only the message of a MySQL error, not its code. A server error is
+/// passed on as the server's bare message, while the driver's own failures (the connection
+/// broke, a protocol error) carry mysql_async's fixed, never translated prefixes: those, and
+/// diesel's `ClosedConnection`, are the connection-level failures. The data errors are then
+/// recognised by the server's (default, English) texts, as `unique_key` reads the duplicate-key
+/// one; a server with another `lc_messages` gets `Refused` (503) for them instead, which still
+/// keeps the pool.
+pub fn classify(e: DieselError) -> DbError {
+    const DRIVER_PREFIXES: [&str; 4] = [
+        "Input/output error:",
+        "Driver error:",
+        "Other error:",
+        "URL error:",
+    ];
+    // Server answers that end the connection (1053, 1927, MySQL 8's 4031): as good as an
+    // I/O error, and after a shutdown the idle connections are dead too.
+    const CONNECTION_ENDED: [&str; 3] = [
+        "Server shutdown in progress",
+        "Connection was killed",
+        "The client was disconnected",
+    ];
+    const UNSTORABLE: [&str; 3] = [
+        "Incorrect string value",
+        "Illegal mix of collations",
+        "Cannot convert string",
+    ];
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            DbError::Duplicate(unique_key(info.message()))
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            DbError::Unavailable(anyhow::anyhow!(
+                "database connection closed: {}",
+                info.message()
+            ))
+        }
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message().to_owned();
+            if DRIVER_PREFIXES
+                .iter()
+                .chain(&CONNECTION_ENDED)
+                .any(|p| message.starts_with(p))
+            {
+                DbError::Unavailable(anyhow::anyhow!("database query: {message}"))
+            } else if UNSTORABLE.iter().any(|p| message.starts_with(p)) {
+                DbError::Unstorable {
+                    column: rejected_column(&message),
+                    cause: anyhow::anyhow!("the server rejected a value: {message}"),
+                }
+            } else {
+                DbError::Refused(anyhow::anyhow!("the server refused the query: {message}"))
+            }
+        }
+        other => DbError::Failed(anyhow::Error::new(other).context("database query")),
+    }
+}
+
+/// The column an "Incorrect string value" message names: MariaDB says ``... for column
+/// `db`.`tb_users`.`username` at row 1``, MySQL 8 `... for column 'username' at row 1`. Read
+/// after the last `for column `, so the rejected value (quoted earlier) cannot fake it.
+fn rejected_column(message: &str) -> Option<String> {
+    let (_, rest) = message.rsplit_once("for column ")?;
+    let qualified = rest.split(" at row").next()?;
+    let column = qualified
+        .rsplit('.')
+        .next()?
+        .trim_matches(|c| c == '`' || c == '\'');
+    (!column.is_empty()).then(|| column.to_owned())
 }
 
 /// Which unique index a duplicate-key message names. MariaDB says
@@ -278,6 +384,121 @@ mod tests {
         ];
         for (why, message, want) in cases {
             assert_eq!(unique_key(message), want, "{why}");
+        }
+    }
+
+    /// How each kind of failure is classified, with the texts mysql_async and MariaDB really
+    /// produce (the server's message bare, the driver's with its `Display` prefix).
+    #[test]
+    fn only_driver_failures_are_unavailable_and_data_errors_are_unstorable() {
+        let db_error =
+            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        let name = |e: &DbError| match e {
+            DbError::Duplicate(k) => format!("duplicate {k:?}"),
+            DbError::Unstorable { column, .. } => format!("unstorable {column:?}"),
+            DbError::Refused(_) => "refused".to_owned(),
+            DbError::Unavailable(_) => "unavailable".to_owned(),
+            DbError::Failed(_) => "failed".to_owned(),
+        };
+        let cases = [
+            (
+                "1366 on MariaDB names the column",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Incorrect string value: '\\xF0\\xA0\\x80\\x80\\xF0\\xA0...' for column `test_1`.`tb_users`.`username` at row 1",
+                ),
+                "unstorable Some(\"username\")",
+            ),
+            (
+                "1366 on MySQL 8",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Incorrect string value: '\\xF0\\xA0\\x80\\x80' for column 'mobile' at row 1",
+                ),
+                "unstorable Some(\"mobile\")",
+            ),
+            (
+                "1267 in a WHERE names no column",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Illegal mix of collations (utf8mb3_general_ci,IMPLICIT) and (utf8mb4_general_ci,COERCIBLE) for operation '='",
+                ),
+                "unstorable None",
+            ),
+            (
+                "1271",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Illegal mix of collations for operation '='",
+                ),
+                "unstorable None",
+            ),
+            (
+                "MySQL 8 3854",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Cannot convert string '\\xF0\\xA0\\x80\\x80' from utf8mb4 to utf8mb3",
+                ),
+                "unstorable None",
+            ),
+            (
+                "duplicate key",
+                db_error(
+                    DatabaseErrorKind::UniqueViolation,
+                    "Duplicate entry 'tom12' for key 'tb_users_username_uniq'",
+                ),
+                "duplicate Username",
+            ),
+            (
+                "deadlock: the server answered",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Deadlock found when trying to get lock; try restarting transaction",
+                ),
+                "refused",
+            ),
+            (
+                "a value that merely mentions an I/O error",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Unknown column 'Input/output error:' in 'where clause'",
+                ),
+                "refused",
+            ),
+            (
+                "connection reset",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Input/output error: Connection reset by peer (os error 104)",
+                ),
+                "unavailable",
+            ),
+            (
+                "driver: closed",
+                db_error(
+                    DatabaseErrorKind::Unknown,
+                    "Driver error: `Connection to the server is closed.'",
+                ),
+                "unavailable",
+            ),
+            (
+                "1053: MariaDB is shutting down",
+                db_error(DatabaseErrorKind::Unknown, "Server shutdown in progress"),
+                "unavailable",
+            ),
+            (
+                "diesel: closed connection",
+                db_error(DatabaseErrorKind::ClosedConnection, "closed"),
+                "unavailable",
+            ),
+            (
+                "diesel: a row that does not deserialize",
+                DieselError::DeserializationError("bad".into()),
+                "failed",
+            ),
+        ];
+        for (why, error, want) in cases {
+            assert_eq!(name(&classify(error)), want, "{why}");
         }
     }
 }

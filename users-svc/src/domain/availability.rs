@@ -16,7 +16,7 @@ use shared::domain::{Mobile, Username};
 use shared::http::ApiError;
 use shared::rate_limit::{Decision, Limit};
 
-use crate::db::{Db, users};
+use crate::db::{Db, DbError, users};
 
 /// What the count endpoints share.
 #[derive(Debug)]
@@ -44,16 +44,28 @@ impl Availability {
     }
 
     /// How many accounts use `name` (0 or 1, case-insensitively).
+    ///
+    /// A name the column cannot store (a 4-byte character such as U+20000 against an adopted
+    /// Django table in `utf8`, i.e. utf8mb3) makes MariaDB reject the comparison; such a name
+    /// cannot be in any row, so it counts 0 (and can never be registered, see registration).
     pub async fn username_count(
         &self,
         client: Option<IpAddr>,
         name: &Username,
     ) -> Result<i64, ApiError> {
         self.throttle(client).await?;
-        Ok(self
+        match self
             .db
             .run(async |c| users::count_username(c, name).await)
-            .await?)
+            .await
+        {
+            Ok(n) => Ok(n),
+            Err(DbError::Unstorable { cause, .. }) => {
+                tracing::debug!(error = %cause, "a username the column cannot store counts 0");
+                Ok(0)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// How many accounts use `mobile` (0 or 1).

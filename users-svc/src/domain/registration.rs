@@ -44,6 +44,9 @@ pub mod text {
     pub const NULL: &str = "该字段不能为 null。";
     /// DRF's `ProhibitNullCharactersValidator` message.
     pub const NUL_CHARACTER: &str = "Null characters are not allowed.";
+    /// Ours, not the original's: the value has characters the table cannot store (a 4-byte
+    /// character such as U+20000 in a Django table created with charset `utf8`, i.e. utf8mb3).
+    pub const UNSTORABLE: &str = "包含数据库无法保存的字符";
 }
 
 /// The 201 body. Never the password.
@@ -114,18 +117,17 @@ impl Registrar {
     /// Step 1: every field's own checks, then availability, all errors together.
     async fn check_fields(&self, body: &Map<String, Value>) -> Result<Valid, ApiError> {
         let c = check_each(body);
-        let (name_taken, mobile_taken) = match (c.username.as_ref().ok(), c.mobile.as_ref().ok()) {
-            (None, None) => (false, false),
-            (name, mobile) => {
-                self.db
-                    .run(async |conn| users::taken(conn, name, mobile).await)
-                    .await?
-            }
-        };
+        let (name_taken, mobile_taken, name_unstorable) =
+            match (c.username.as_ref().ok(), c.mobile.as_ref().ok()) {
+                (None, None) => (false, false, false),
+                (name, mobile) => self.availability(name, mobile).await?,
+            };
         let problems = [
             (
                 "username",
-                problem(&c.username).or(name_taken.then_some(text::USERNAME_TAKEN)),
+                problem(&c.username)
+                    .or(name_unstorable.then_some(text::UNSTORABLE))
+                    .or(name_taken.then_some(text::USERNAME_TAKEN)),
             ),
             ("password", problem(&c.password)),
             ("password2", problem(&c.password2)),
@@ -157,6 +159,38 @@ impl Registrar {
         }
     }
 
+    /// "Taken" for the username and the mobile in one query, plus whether the username is one
+    /// the column cannot store. Only the username can be unstorable (a mobile is 11 ASCII
+    /// digits): then the server rejected the comparison, the name is in no row and can never be
+    /// inserted, and the mobile is looked up alone so its error is still reported with it.
+    async fn availability(
+        &self,
+        name: Option<&Username>,
+        mobile: Option<&Mobile>,
+    ) -> Result<(bool, bool, bool), ApiError> {
+        match self
+            .db
+            .run(async |conn| users::taken(conn, name, mobile).await)
+            .await
+        {
+            Ok((name_taken, mobile_taken)) => Ok((name_taken, mobile_taken, false)),
+            Err(DbError::Unstorable { cause, .. }) if name.is_some() => {
+                tracing::debug!(error = %cause, "a username the column cannot store");
+                let mobile_taken = match mobile {
+                    Some(_) => {
+                        self.db
+                            .run(async |conn| users::taken(conn, None, mobile).await)
+                            .await?
+                            .1
+                    }
+                    None => false,
+                };
+                Ok((false, mobile_taken, true))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Steps 3 and 4: hash, insert, token.
     async fn create(&self, valid: &Valid) -> Result<NewAccount, ApiError> {
         let hash = self
@@ -183,6 +217,15 @@ impl Registrar {
             }
             Err(DbError::Duplicate(UniqueKey::Other)) => {
                 return Err(self.which_is_taken(valid).await);
+            }
+            // The pre-check normally catches it; this is the server whose comparison did not
+            // fail (another collation setup) but whose column still cannot hold the value.
+            Err(DbError::Unstorable { column, cause }) => {
+                return Err(match column.as_deref() {
+                    None | Some("username") => ApiError::field("username", text::UNSTORABLE),
+                    Some("mobile") => ApiError::field("mobile", text::UNSTORABLE),
+                    Some(_) => DbError::Unstorable { column, cause }.into(),
+                });
             }
             Err(e) => return Err(e.into()),
         };

@@ -340,3 +340,124 @@ async fn an_adopted_table_without_a_column_the_service_writes_fails_the_migratio
         Some("0")
     );
 }
+
+/// The ids of the service's connections to this test's database (not this query's own).
+fn connection_ids(db: &harness::TestDatabase) -> Vec<String> {
+    db.query(
+        "SELECT ID FROM information_schema.PROCESSLIST \
+         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() ORDER BY ID",
+    )
+    .concat()
+}
+
+/// The Django tutorial creates its database with `CHARACTER SET utf8` (utf8mb3), so an adopted
+/// `tb_users` cannot store a 4-byte character and MariaDB rejects the query that compares or
+/// writes one. That is the request's fault: the count is 0, the registration a field error,
+/// and the pooled connections stay (before, each such request answered 503 and closed them).
+#[tokio::test]
+async fn on_a_utf8mb3_django_table_4_byte_names_count_0_and_are_a_400_without_dropping_the_pool() {
+    let db = harness::test_database();
+    db.query(&format!(
+        "ALTER DATABASE `{}` CHARACTER SET utf8 COLLATE utf8_general_ci",
+        db.name
+    ));
+    db.query(DJANGO_TB_USERS);
+    assert_eq!(
+        db.scalar(
+            "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = \
+             DATABASE() AND TABLE_NAME = 'tb_users' AND COLUMN_NAME = 'username'"
+        )
+        .as_deref(),
+        Some("utf8mb3"),
+        "the table is Django's utf8"
+    );
+    let app = spawn_app_on(db).await;
+    app.store_sms_code("13900139000", "123456");
+
+    // Warm both HTTP workers' pools (concurrent requests spread over the workers).
+    let warm =
+        futures::future::join_all((0..8).map(|_| app.get("/usernames/alice123/count/"))).await;
+    assert!(warm.iter().all(|r| r.status() == 200));
+    let before = connection_ids(&app.db);
+    assert!(!before.is_empty());
+
+    // A few of each, so that every worker's pool serves some.
+    let name = "𠀀𠀀𠀀𠀀𠀀";
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(status_and_json(app.get(&format!("/usernames/{name}/count/")).await).await);
+        answers.push(
+            status_and_json(
+                app.register(&registration(name, "13900139000", "123456"))
+                    .await,
+            )
+            .await,
+        );
+    }
+    // The rejected queries did not close any pooled connection.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let after = connection_ids(&app.db);
+    assert!(
+        before.iter().all(|id| after.contains(id)),
+        "connections closed: before {before:?}, after {after:?}"
+    );
+    for (i, answer) in answers.into_iter().enumerate() {
+        let want = if i % 2 == 0 {
+            (200, json!({"username": name, "count": 0}))
+        } else {
+            (400, json!({"username": ["包含数据库无法保存的字符"]}))
+        };
+        assert_eq!(answer, want, "request {i}");
+    }
+    assert_eq!(app.user_count(), 0, "no row");
+    assert_eq!(
+        app.redis_get("sms_13900139000").as_deref(),
+        Some("123456"),
+        "a field error does not touch the code"
+    );
+
+    // The unstorable name is reported together with the other field errors, the mobile's
+    // "taken" included (looked up on its own).
+    app.db.query(
+        "INSERT INTO tb_users (password, is_superuser, username, first_name, last_name, email, \
+         is_staff, is_active, date_joined, mobile) VALUES ('bcrypt_sha256$x', 0, 'alice123', '', \
+         '', '', 0, 1, NOW(6), '13700137000')",
+    );
+    let mut body = registration(name, "13700137000", "123456");
+    body["allow"] = json!("false");
+    let (status, got) = status_and_json(app.register(&body).await).await;
+    assert_eq!(
+        (status, got),
+        (
+            400,
+            json!({
+                "username": ["包含数据库无法保存的字符"],
+                "mobile": ["具有 手机号 的 用户 已存在。"],
+                "allow": ["请同意用户协议"],
+            })
+        )
+    );
+
+    // The pool still works: a storable name registers, and the connections are the same.
+    let (status, body) = status_and_json(
+        app.register(&registration("newuser1", "13900139000", "123456"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["username"], "newuser1");
+    assert_eq!(
+        app.db
+            .query("SELECT username, mobile FROM tb_users ORDER BY id"),
+        rows2(&[["alice123", "13700137000"], ["newuser1", "13900139000"]])
+    );
+    let last = connection_ids(&app.db);
+    assert!(
+        before.iter().all(|id| last.contains(id)),
+        "connections closed: before {before:?}, at the end {last:?}"
+    );
+}
+
+fn rows2(strs: &[[&str; 2]]) -> Vec<Vec<String>> {
+    strs.iter().map(|r| r.map(str::to_owned).to_vec()).collect()
+}
