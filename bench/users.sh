@@ -21,55 +21,18 @@ REG_SECS=${REG_SECS:-15}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
-need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
-need wrk wrk; need redis-server redis-server; need redis-cli redis-tools
-need mariadb mariadb-client; need mariadb-slap mariadb-client; need mariadb-install-db mariadb-server
-MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+need wrk wrk; need mariadb-slap mariadb-client; need curl curl
 
-CORES=$(nproc)
-log "machine: $CORES cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_init users
 log "building release binaries"
 cargo build --release -q -p users-svc --bin users-svc --example hash_time
 BIN=$ROOT/target/release/users-svc
 HASH_TIME=$ROOT/target/release/examples/hash_time
 
-WORK=$(mktemp -d /tmp/users-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # command... : retry for up to 30 s
-  for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "timed out waiting for: $*" >&2; exit 1
-}
-
-# --- MariaDB, tuned like the test harness (throw-away data) --------------------------------
-DB_PORT=$(free_port)
-USER_ARGS=(); [ "$(id -u)" = 0 ] && USER_ARGS=(--user=root)
-mariadb-install-db --no-defaults --datadir="$WORK/data" --auth-root-authentication-method=normal \
-  --skip-test-db "${USER_ARGS[@]}" >"$WORK/install.log" 2>&1
-"$MARIADBD" --no-defaults --datadir="$WORK/data" --socket="$WORK/mariadb.sock" --pid-file="$WORK/mariadb.pid" \
-  --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin \
-  --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --innodb-buffer-pool-size=128M \
-  --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-  "${USER_ARGS[@]}" >"$WORK/mariadb.log" 2>&1 &
-PIDS+=($!)
-sql() { mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$DB_PORT" -uroot --batch --skip-column-names "$@"; }
-wait_for sql -e 'SELECT 1'
-sql -e 'CREATE DATABASE meiduo_mall CHARACTER SET utf8mb4'
-DATABASE_URL="mysql://root@127.0.0.1:$DB_PORT/meiduo_mall"
-
-# --- Redis ---------------------------------------------------------------------------------
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-wait_for redis-cli -p "$REDIS_PORT" ping
+start_mariadb
+start_redis
 
 # --- schema and data -----------------------------------------------------------------------
 DATABASE_URL=$DATABASE_URL RUST_LOG=warn "$BIN" migrate
@@ -84,27 +47,15 @@ SVC_PORT=
 SVC_PID=
 start_service() { # cost
   SVC_PORT=$(free_port)
-  HOST=127.0.0.1 PORT=$SVC_PORT HTTP_WORKERS=$CORES RUST_LOG=warn \
-    DATABASE_URL=$DATABASE_URL REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2" \
+  bench_bg "$WORK/users-svc-$1.log" env HOST=127.0.0.1 PORT="$SVC_PORT" HTTP_WORKERS="$CORES" \
+    RUST_LOG=warn DATABASE_URL="$DATABASE_URL" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2" \
     JWT_SECRET=bench-secret-0123456789abcdef0123456789 BCRYPT_COST="$1" \
-    COUNT_LIMIT_PER_IP_PER_MINUTE=1000000000 "$BIN" >"$WORK/users-svc-$1.log" 2>&1 &
-  SVC_PID=$!
-  PIDS+=("$SVC_PID")
+    COUNT_LIMIT_PER_IP_PER_MINUTE=1000000000 "$BIN"
+  SVC_PID=$BENCH_LAST_PID
   wait_for curl -fsS "http://127.0.0.1:$SVC_PORT/readyz"
 }
 stop_service() { kill "$SVC_PID"; wait "$SVC_PID" 2>/dev/null || true; }
 
-# wrk output -> "req/s p50 p99" (latencies in ms)
-ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.2f", v }'; }
-wrk_summary() {
-  local out=$1
-  local rps p50 p99
-  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
-  p50=$(awk '$1 == "50%" { print $2 }' "$out" | ms)
-  p99=$(awk '$1 == "99%" { print $2 }' "$out" | ms)
-  echo "$rps $p50 $p99"
-}
-non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF }' "$1" | grep . || echo 0; }
 
 # --- 1. raw ceiling ------------------------------------------------------------------------
 QUERIES=${SLAP_QUERIES:-320000}
@@ -123,7 +74,7 @@ wrk -t2 -c64 -d"${COUNT_SECS}s" --latency "http://127.0.0.1:$SVC_PORT/mobiles/15
 read -r U_RPS U_P50 U_P99 <<<"$(wrk_summary "$WORK/wrk-username.out")"
 read -r M_RPS M_P50 M_P99 <<<"$(wrk_summary "$WORK/wrk-mobile.out")"
 U_BAD=$(non2xx "$WORK/wrk-username.out"); M_BAD=$(non2xx "$WORK/wrk-mobile.out")
-RSS_MB=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$SVC_PID/status")
+RSS_MB=$(rss_mib "$SVC_PID")
 
 # --- 3. registration -----------------------------------------------------------------------
 seed_codes() { # RESP SET commands for every mobile register.lua can use (2 threads × 6000)
@@ -172,7 +123,6 @@ done
 stop_service
 
 # --- report --------------------------------------------------------------------------------
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
 echo
 echo "users-svc benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $CORES cores, release, RUST_LOG=warn)"
 printf '%-44s %12s %9s %9s %10s %8s\n' "item" "req/s" "p50 ms" "p99 ms" "vs ceiling" "non-2xx"

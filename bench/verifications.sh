@@ -20,39 +20,17 @@ SECS=${SECS:-10}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
-need() { command -v "$1" >/dev/null || { echo "missing $1 (apt-get install $2)" >&2; exit 1; }; }
-need wrk wrk; need redis-server redis-server; need redis-cli redis-tools
-need redis-benchmark redis-tools; need curl curl; need python3 python3
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+need wrk wrk; need redis-benchmark redis-tools; need curl curl; need python3 python3
 
-CORES=$(nproc)
+bench_init verifications
 LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
-log "machine: $CORES cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "building the release binary"
 cargo build --release -q -p verifications-svc --bin verifications-svc
 BIN=$ROOT/target/release/verifications-svc
 
-WORK=$(mktemp -d /tmp/verifications-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # command... : retry for up to 30 s
-  for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "timed out waiting for: $*" >&2; exit 1
-}
-
-# --- Redis ---------------------------------------------------------------------------------
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-wait_for redis-cli -p "$REDIS_PORT" ping
+start_redis
 
 # --- 1. raw ceiling ------------------------------------------------------------------------
 log "raw ceiling: redis-benchmark -c 64 -n 400000 -t set,get"
@@ -69,24 +47,13 @@ CAPTCHA=$(cargo test --release -q -p verifications-svc --lib captcha_timing -- -
 
 # --- the service ---------------------------------------------------------------------------
 SVC_PORT=$(free_port)
-HOST=127.0.0.1 PORT=$SVC_PORT HTTP_WORKERS=$CORES RUST_LOG=warn \
-  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2" QUEUE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/3" \
-  SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=1000000000 SMS_SEND_LIMIT_PER_IP_PER_HOUR=1000000000 \
-  "$BIN" >"$WORK/verifications-svc.log" 2>&1 &
-PIDS+=($!)
+bench_bg "$WORK/verifications-svc.log" env HOST=127.0.0.1 PORT="$SVC_PORT" HTTP_WORKERS="$CORES" \
+  RUST_LOG=warn REDIS_URL="redis://127.0.0.1:$REDIS_PORT/2" QUEUE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/3" \
+  SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=1000000000 SMS_SEND_LIMIT_PER_IP_PER_HOUR=1000000000 "$BIN"
+SVC_PID=$BENCH_LAST_PID
 wait_for curl -fsS "http://127.0.0.1:$SVC_PORT/readyz"
-RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/${PIDS[-1]}/status")
+RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/$SVC_PID/status")
 
-# wrk output -> "req/s p50 p99" (latencies in ms)
-ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.2f", v }'; }
-wrk_summary() {
-  local out=$1 rps p50 p99
-  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
-  p50=$(awk '$1 == "50%" { print $2 }' "$out" | ms)
-  p99=$(awk '$1 == "99%" { print $2 }' "$out" | ms)
-  echo "$rps $p50 $p99"
-}
-non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF }' "$1" | grep . || echo 0; }
 total() { awk '/requests in/ { print $1 }' "$1"; }
 
 # --- 3. /image_codes/ ------------------------------------------------------------------------
@@ -104,7 +71,7 @@ awk -v n=$((2 * STRIDE)) 'BEGIN { for (i = 0; i < n; i++)
 log "GET /sms_codes/{mobile}/: wrk -t2 -c64 -d${SECS}s"
 STRIDE=$STRIDE wrk -t2 -c64 -d"${SECS}s" --latency -s bench/verifications/sms_codes.lua \
   "http://127.0.0.1:$SVC_PORT" >"$WORK/wrk-sms.out"
-RSS_LOAD=$(awk '/VmRSS/ { print $2 }' "/proc/${PIDS[-1]}/status")
+RSS_LOAD=$(awk '/VmRSS/ { print $2 }' "/proc/$SVC_PID/status")
 JOBS=$(redis-cli -p "$REDIS_PORT" -n 3 --scan --pattern '*:data' | head -1 |
   xargs -r redis-cli -p "$REDIS_PORT" -n 3 hlen)
 SMS_OK=$(( $(total "$WORK/wrk-sms.out") - $(non2xx "$WORK/wrk-sms.out") ))
