@@ -122,6 +122,24 @@ rm -rf "$dir"
     spawn_detached(&mut cmd, &dir.join("watchdog.log"));
 }
 
+/// Start a detached `sh` that waits until process `watch` has exited, then SIGKILLs `targets`
+/// (pids, or `-<pgid>` for a whole process group). Servers, drivers and browsers a test owns
+/// then die even when the test process is killed without running destructors (a timeout).
+pub fn kill_after_exit_of(watch: u32, targets: &[String], log: &Path) -> std::process::Child {
+    const SCRIPT: &str = r#"
+watch=$1; shift
+while kill -0 "$watch" 2>/dev/null; do sleep 0.5; done
+kill -KILL -- "$@" 2>/dev/null
+"#;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg("watchdog")
+        .arg(watch.to_string())
+        .args(targets);
+    spawn_detached(&mut cmd, log)
+}
+
 /// A scratch folder removed when dropped (for servers a single test owns).
 pub fn scratch_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

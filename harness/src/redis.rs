@@ -177,16 +177,9 @@ pub fn terminate(child: &mut Child) {
 /// A watchdog for a server a single test owns: if the test process dies without running
 /// destructors (abort, SIGKILL), the server still goes away.
 fn watch_own_process(dir: PathBuf, pid: u32) {
-    const SCRIPT: &str = r#"
-watch=$1; pid=$2
-while kill -0 "$watch" 2>/dev/null; do sleep 0.5; done
-kill -9 "$pid" 2>/dev/null
-"#;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg("watchdog")
-        .arg(std::process::id().to_string())
-        .arg(pid.to_string());
-    process::spawn_detached(&mut cmd, &dir.join(format!("watchdog-{pid}.log")));
+    process::kill_after_exit_of(
+        std::process::id(),
+        &[pid.to_string()],
+        &dir.join(format!("watchdog-{pid}.log")),
+    );
 }

@@ -168,6 +168,40 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// The `App` every service starts from: CORS inside the observation middleware (so preflights
+/// are logged and counted too), the shared metrics registry and CORS origins as app data, the
+/// extractor error handlers, and the JSON 404 for unknown routes. The service adds its own app
+/// data and `.configure(routes::configure)`.
+pub fn app(
+    metrics: web::Data<crate::metrics::Metrics>,
+    cors: web::Data<crate::cors::AllowedOrigins>,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use actix_web::middleware::from_fn;
+    actix_web::App::new()
+        .wrap(from_fn(crate::cors::cors))
+        .wrap(from_fn(crate::telemetry::observe))
+        .app_data(cors)
+        .app_data(metrics)
+        .configure(configure_extractors)
+        .default_service(web::to(not_found))
+}
+
+/// A resource at `path` that serves `route` and answers every other method with DRF's 405, the
+/// way every route of every service is registered.
+pub fn endpoint(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
 /// `Resource::default_service`: a known route with the wrong method. `OPTIONS` is refused like
 /// any other method; DRF would describe the view, which no meiduo client uses.
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {

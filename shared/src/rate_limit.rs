@@ -45,18 +45,7 @@ pub enum Decision {
 impl Limit {
     /// Count a hit for `key` and decide. Refused hits count too, so hammering does not help.
     pub async fn hit(&self, conn: &mut Connection, key: &str) -> redis::RedisResult<Decision> {
-        let (count, ttl): (u64, i64) = HIT
-            .key(keys::rate_limit(self.scope, key))
-            .arg(self.window_secs)
-            .invoke_async(conn)
-            .await?;
-        Ok(if count > self.limit {
-            Decision::Refused {
-                retry_after: ttl.max(1).unsigned_abs(),
-            }
-        } else {
-            Decision::Allowed
-        })
+        self.hit_on(conn, key).await
     }
 
     /// [`Limit::hit`] on any async connection, e.g. a shared multiplexed

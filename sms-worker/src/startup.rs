@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
+use shared::cors::AllowedOrigins;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -76,14 +76,11 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(shared::telemetry::observe))
-                .app_data(registry.clone())
+            // No browser calls the health port: no CORS origins.
+            shared::http::app(registry.clone(), web::Data::new(AllowedOrigins::default()))
                 .app_data(metrics.clone())
                 .app_data(probes.clone())
-                .configure(shared::http::configure_extractors)
                 .configure(routes::configure)
-                .default_service(web::to(shared::http::not_found))
         })
         .workers(1)
         // The process stops on its own signal handling (run_until_stopped), after the jobs.

@@ -8,8 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
 use prometheus::{Histogram, HistogramOpts, IntGauge};
 use shared::metrics::Metrics;
 
@@ -149,19 +148,12 @@ impl Application {
                 limit: Availability::limit(config.count_limit_per_minute),
                 trusted_proxies: config.trusted_proxies.clone(),
             };
-            // `observe` is the outer layer, so preflights are logged and counted too.
-            App::new()
-                .wrap(from_fn(shared::cors::cors))
-                .wrap(from_fn(shared::telemetry::observe))
-                .app_data(cors.clone())
-                .app_data(metrics.clone())
+            shared::http::app(metrics.clone(), cors.clone())
                 .app_data(web::Data::new(clients.redis))
                 .app_data(web::Data::new(clients.db))
                 .app_data(web::Data::new(registrar))
                 .app_data(web::Data::new(availability))
-                .configure(shared::http::configure_extractors)
                 .configure(routes::configure)
-                .default_service(web::to(shared::http::not_found))
         })
         .workers(workers)
         .shutdown_timeout(10)

@@ -4,8 +4,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{HttpServer, web};
 use ipnet::IpNet;
 use redis::aio::ConnectionManager;
 use shared::metrics::Metrics;
@@ -80,17 +79,10 @@ impl Application {
         let server = HttpServer::new(move || {
             // One multiplexed connection per worker, driven on that worker's own runtime.
             let codes = Codes::connect(&config).expect("the Redis URLs were checked at start-up");
-            // `observe` is the outer layer, so preflights are logged and counted too.
-            App::new()
-                .wrap(from_fn(shared::cors::cors))
-                .wrap(from_fn(shared::telemetry::observe))
-                .app_data(cors.clone())
-                .app_data(metrics.clone())
+            shared::http::app(metrics.clone(), cors.clone())
                 .app_data(verification_metrics.clone())
                 .app_data(web::Data::new(codes))
-                .configure(shared::http::configure_extractors)
                 .configure(routes::configure)
-                .default_service(web::to(shared::http::not_found))
         })
         .workers(workers)
         .shutdown_timeout(10)

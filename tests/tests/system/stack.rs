@@ -490,18 +490,8 @@ pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
 
 /// If this test process dies without dropping the stack, kill its processes anyway.
 fn watch_test_process(dir: &Path, pids: impl Iterator<Item = u32>) -> Child {
-    const SCRIPT: &str = r#"
-watch=$1; shift
-while kill -0 "$watch" 2>/dev/null; do sleep 0.5; done
-kill -9 "$@" 2>/dev/null
-"#;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg("watchdog")
-        .arg(std::process::id().to_string())
-        .args(pids.map(|p| p.to_string()));
-    spawn_detached(&mut cmd, &dir.join("watchdog.log"))
+    let pids: Vec<String> = pids.map(|p| p.to_string()).collect();
+    harness::process::kill_after_exit_of(std::process::id(), &pids, &dir.join("watchdog.log"))
 }
 
 /// An HTTP client whose connections come from `source` (any 127.0.0.0/8 address is local on

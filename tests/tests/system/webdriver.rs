@@ -155,18 +155,11 @@ fn kill_group(leader: u32, signal: &str) {
 
 /// If the test process dies without dropping the driver, kill its process group anyway.
 fn watch_group(dir: &Path, leader: u32) -> Child {
-    const SCRIPT: &str = r#"
-watch=$1; group=$2
-while kill -0 "$watch" 2>/dev/null; do sleep 0.5; done
-kill -KILL -- "-$group" 2>/dev/null
-"#;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg("watchdog")
-        .arg(std::process::id().to_string())
-        .arg(leader.to_string());
-    spawn_detached(&mut cmd, &dir.join("watchdog.log"))
+    harness::process::kill_after_exit_of(
+        std::process::id(),
+        &[format!("-{leader}")],
+        &dir.join("watchdog.log"),
+    )
 }
 
 /// Debian installs a wrapper script as /usr/bin/chromium; the real binary is beside its data.

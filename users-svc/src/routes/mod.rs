@@ -2,7 +2,7 @@
 
 use actix_web::web;
 
-use shared::http::method_not_allowed;
+use shared::http::endpoint;
 
 pub mod health;
 pub mod mobile_count;
@@ -11,34 +11,19 @@ pub mod username_count;
 
 /// Register the routes. Each resource answers 405 with DRF's text for methods it does not serve.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/usernames/{username}/count/")
-            .route(web::get().to(username_count::username_count))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/mobiles/{mobile}/count/")
-            .route(web::get().to(mobile_count::mobile_count))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/users/")
-            .route(web::post().to(register::register))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/healthz")
-            .route(web::get().to(shared::http::healthz))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(health::readyz))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(shared::metrics::handler))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.service(endpoint(
+        "/usernames/{username}/count/",
+        web::get().to(username_count::username_count),
+    ))
+    .service(endpoint(
+        "/mobiles/{mobile}/count/",
+        web::get().to(mobile_count::mobile_count),
+    ))
+    .service(endpoint("/users/", web::post().to(register::register)))
+    .service(endpoint("/healthz", web::get().to(shared::http::healthz)))
+    .service(endpoint("/readyz", web::get().to(health::readyz)))
+    .service(endpoint(
+        "/metrics",
+        web::get().to(shared::metrics::handler),
+    ));
 }
