@@ -43,6 +43,20 @@ pub fn resolve(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[IpNet]) -> Op
     Some(client)
 }
 
+/// The key a per-IP rate limit counts under. An IPv4 address counts alone; an IPv6 client is
+/// counted by its /64, because one subscriber usually holds a whole /64 and could otherwise take
+/// a fresh quota from each of its 2^64 addresses; an IPv4-mapped IPv6 address counts as the IPv4
+/// address it is.
+pub fn limit_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +115,33 @@ mod tests {
                 Some(ip(want)),
                 "{why}"
             );
+        }
+    }
+
+    #[test]
+    fn limit_keys_group_an_ipv6_slash_64_and_unmap_ipv4() {
+        let cases = [
+            ("IPv4 alone", "198.51.100.7", "198.51.100.7"),
+            (
+                "IPv4-mapped IPv6 is the IPv4",
+                "::ffff:198.51.100.7",
+                "198.51.100.7",
+            ),
+            (
+                "IPv6 by its /64",
+                "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+                "2001:db8:1:2::/64",
+            ),
+            (
+                "same /64, other host",
+                "2001:db8:1:2::1",
+                "2001:db8:1:2::/64",
+            ),
+            ("other /64", "2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("loopback", "::1", "0:0:0:0::/64"),
+        ];
+        for (why, input, want) in cases {
+            assert_eq!(limit_key(ip(input)), want, "{why}");
         }
     }
 }
