@@ -6,8 +6,6 @@
 
 use std::sync::LazyLock;
 
-use deadpool_redis::Connection;
-
 use crate::keys;
 
 static HIT: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -43,12 +41,8 @@ pub enum Decision {
 }
 
 impl Limit {
-    /// Count a hit for `key` and decide. Refused hits count too, so hammering does not help.
-    pub async fn hit(&self, conn: &mut Connection, key: &str) -> redis::RedisResult<Decision> {
-        self.hit_on(conn, key).await
-    }
-
-    /// [`Limit::hit`] on any async connection, e.g. a shared multiplexed
+    /// Count a hit for `key` and decide; refused hits count too, so hammering does not help.
+    /// Works on any async connection, e.g. a shared multiplexed
     /// `redis::aio::ConnectionManager`: a hot path avoids the pool checkout's PING round trip.
     pub async fn hit_on<C>(&self, conn: &mut C, key: &str) -> redis::RedisResult<Decision>
     where
