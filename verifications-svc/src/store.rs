@@ -12,10 +12,13 @@
 //! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong)
 //!    and reports whether `send_flag_{mobile}` exists, so the three 400s need one round trip.
 //! 2. [`claim_send`]: one Lua script, atomic: `SET send_flag NX EX 60` (the real guard: of any
-//!    number of concurrent requests exactly one gets past it); then both fixed-window rate-limit
-//!    counters (`rl:sms_mobile:{mobile}` 24 h, `rl:sms_ip:{ip}` 1 h, same rule as
-//!    `shared::rate_limit`: refused hits count too); over a limit, the flag is given back;
-//!    else `SETEX sms_{mobile} 300` and `DEL sms_attempts_{mobile}`.
+//!    number of concurrent requests exactly one gets past it); then the two fixed-window
+//!    rate limits (`rl:sms_mobile:{mobile}` 24 h, `rl:sms_ip:{ip}` 1 h): both are checked
+//!    first, then a send both allow counts against both, and a refused send counts only
+//!    against the limit(s) that refused it (refused hits of that limit count too, as in
+//!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the
+//!    IP limit do not use up their own phones' daily quota). Over a limit, the flag is given
+//!    back; else `SETEX sms_{mobile} 300` and `DEL sms_attempts_{mobile}`.
 //! 3. the apalis push (on the queue's own connection).
 //!
 //! If the push fails, [`release_send`] (a fourth round trip, only then) gives back the flag and
@@ -130,16 +133,29 @@ local function hit(key, window)
   end
   return n, ttl
 end
-local n_mobile, ttl_mobile = hit(KEYS[4], ARGV[6])
-local n_ip, ttl_ip = hit(KEYS[5], ARGV[8])
-local which, wait = 0, 1
-if n_mobile > tonumber(ARGV[5]) then
-  which = which + 1
-  wait = math.max(wait, ttl_mobile)
+-- Decide first, count after: a send refused by one limit is counted only against the limit that
+-- refused it (hammering that limit still counts), so hitting the per-IP limit does not use up the
+-- mobile's daily quota or the other way round; a send both allow counts against both.
+local function over(key, limit)
+  return tonumber(redis.call('GET', key) or '0') + 1 > tonumber(limit)
 end
-if n_ip > tonumber(ARGV[7]) then
-  which = which + 2
-  wait = math.max(wait, ttl_ip)
+local over_mobile = over(KEYS[4], ARGV[5])
+local over_ip = over(KEYS[5], ARGV[7])
+local refused = over_mobile or over_ip
+local which, wait = 0, 1
+if over_mobile or not refused then
+  local _, ttl = hit(KEYS[4], ARGV[6])
+  if over_mobile then
+    which = which + 1
+    wait = math.max(wait, ttl)
+  end
+end
+if over_ip or not refused then
+  local _, ttl = hit(KEYS[5], ARGV[8])
+  if over_ip then
+    which = which + 2
+    wait = math.max(wait, ttl)
+  end
 end
 if which > 0 then
   redis.call('DEL', KEYS[1])

@@ -390,10 +390,21 @@ async fn the_per_mobile_daily_limit_answers_429_with_retry_after() {
     assert_eq!(app.value(&format!("sms_{MOBILE}")), code, "code untouched");
     assert_eq!(app.queued_jobs().len(), 2);
     assert_eq!(
+        app.value(&format!("rl:sms_mobile:{MOBILE}")).as_deref(),
+        Some("3"),
+        "refused hits of the refusing limit still count"
+    );
+    assert_eq!(
+        app.value("rl:sms_ip:127.0.0.1").as_deref(),
+        Some("2"),
+        "the mobile refusal did not count against the IP"
+    );
+    assert_eq!(
         send(&app, "13912345678").await.status(),
         200,
         "per mobile only"
     );
+    assert_eq!(app.value("rl:sms_ip:127.0.0.1").as_deref(), Some("3"));
     assert_eq!(
         app.metric(r#"sms_sends_refused_total{reason="mobile_limit",service="verifications-svc"}"#)
             .await,
@@ -422,10 +433,32 @@ async fn the_per_ip_hourly_limit_answers_429_with_retry_after() {
     assert_eq!(app.value("send_flag_13800000003"), None);
     assert_eq!(app.value("sms_13800000003"), None);
     assert_eq!(app.queued_jobs().len(), 2);
+    // A mobile that already has a send: the IP refusal must not use up its daily quota.
+    let _: () = app.db().del("send_flag_13800000001").expect("DEL");
+    let code = app.value("sms_13800000001");
+    let (status, body) = status_and_body(send(&app, "13800000001").await).await;
+    assert_eq!((status, body.as_str()), (429, THROTTLED));
+    assert_eq!(app.value("sms_13800000001"), code, "code untouched");
+    assert_eq!(
+        app.value("rl:sms_ip:127.0.0.1").as_deref(),
+        Some("4"),
+        "refused hits of the refusing limit still count"
+    );
+    assert_eq!(
+        app.value("rl:sms_mobile:13800000001").as_deref(),
+        Some("1"),
+        "the IP refusal did not count against the mobile"
+    );
+    assert_eq!(
+        app.value("rl:sms_mobile:13800000003"),
+        None,
+        "no mobile counter for a send the IP limit refused"
+    );
+    assert_eq!(app.queued_jobs().len(), 2);
     assert_eq!(
         app.metric(r#"sms_sends_refused_total{reason="ip_limit",service="verifications-svc"}"#)
             .await,
-        1
+        2
     );
 }
 
