@@ -13,7 +13,8 @@
 //!    and reports whether `send_flag_{mobile}` exists, so the three 400s need one round trip.
 //! 2. [`claim_send`]: one Lua script, atomic: `SET send_flag NX EX 60` (the real guard: of any
 //!    number of concurrent requests exactly one gets past it); then the two fixed-window
-//!    rate limits (`rl:sms_mobile:{mobile}` 24 h, `rl:sms_ip:{ip}` 1 h): both are checked
+//!    rate limits (`rl:sms_mobile:{mobile}` 24 h, `rl:sms_ip:{ip}` 1 h, `{ip}` being
+//!    `shared::client_ip::limit_key`: an IPv6 client's /64): both are checked
 //!    first, then a send both allow counts against both, and a refused send counts only
 //!    against the limit(s) that refused it (refused hits of that limit count too, as in
 //!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the
@@ -186,12 +187,15 @@ pub struct Claim<'a> {
 }
 
 impl Claim<'_> {
+    /// `rl:sms_ip:{limit_key}`: an IPv6 client counts by its /64 (one subscriber holds a whole
+    /// /64 and could otherwise take a fresh quota from each address), an IPv4-mapped address as
+    /// the IPv4 it is.
     fn ip_key(&self) -> String {
         keys::rate_limit(
             IP_SCOPE,
             &self
                 .ip
-                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                .map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key),
         )
     }
 

@@ -495,6 +495,62 @@ async fn x_forwarded_for_is_honoured_from_a_trusted_peer() {
 }
 
 #[tokio::test]
+async fn ipv6_clients_are_limited_by_their_slash_64_and_mapped_ipv4_as_ipv4() {
+    let app = spawn_app_with(Options {
+        env: vec![("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let cases = [
+        (
+            "first address of a /64",
+            "13800000001",
+            "2001:db8:1:2::1",
+            200,
+        ),
+        (
+            "another address of the same /64 shares its counter",
+            "13800000002",
+            "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+            429,
+        ),
+        (
+            "the next /64 is another client",
+            "13800000003",
+            "2001:db8:1:3::1",
+            200,
+        ),
+        ("plain IPv4", "13800000004", "198.51.100.7", 200),
+        (
+            "IPv4-mapped IPv6 is the same IPv4 client",
+            "13800000005",
+            "::ffff:198.51.100.7",
+            429,
+        ),
+    ];
+    for (why, mobile, xff, want) in cases {
+        assert_eq!(send_from(&app, mobile, xff).await.status(), want, "{why}");
+    }
+    assert_eq!(
+        app.value("rl:sms_ip:2001:db8:1:2::/64").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        app.value("rl:sms_ip:2001:db8:1:3::/64").as_deref(),
+        Some("1")
+    );
+    assert_eq!(app.value("rl:sms_ip:198.51.100.7").as_deref(), Some("2"));
+    assert_eq!(
+        app.value("rl:sms_ip:2001:db8:1:2::1"),
+        None,
+        "no per-address key"
+    );
+    assert_eq!(app.value("rl:sms_ip:::ffff:198.51.100.7"), None);
+    assert_eq!(app.value("rl:sms_ip:127.0.0.1"), None);
+    assert_eq!(app.queued_jobs().len(), 3);
+}
+
+#[tokio::test]
 async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
     let app = spawn_app_with(Options {
         env: vec![
