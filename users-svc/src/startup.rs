@@ -15,6 +15,7 @@ use shared::metrics::Metrics;
 use crate::config::Config;
 use crate::db::Db;
 use crate::domain::availability::Availability;
+use crate::domain::enumeration_limit::EnumerationLimit;
 use crate::domain::password::Hasher;
 use crate::domain::registration::Registrar;
 use crate::domain::token::TokenIssuer;
@@ -40,7 +41,7 @@ fn gauge(metrics: &Metrics, name: &str, help: &str) -> IntGauge {
     g
 }
 
-/// One multiplexed Redis connection for the count limiter, connected on first use (so the
+/// One multiplexed Redis connection for the enumeration limiter, connected on first use (so the
 /// service starts without Redis) and re-established by itself after a failure; every command
 /// is bounded by `REDIS_TIMEOUT_MS`.
 fn limiter_connection(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
@@ -135,18 +136,22 @@ impl Application {
         let server = HttpServer::new(move || {
             let clients =
                 WorkerClients::build(&config).expect("the same settings built at start-up");
+            let limiter = EnumerationLimit::new(
+                clients.limiter,
+                config.count_limit_per_minute,
+                config.trusted_proxies.clone(),
+            );
             let registrar = Registrar {
                 db: clients.db.clone(),
                 redis: clients.redis.clone(),
                 hasher: Arc::clone(&hasher),
                 tokens: tokens.clone(),
                 outcomes: outcomes.clone(),
+                limiter: limiter.clone(),
             };
             let availability = Availability {
                 db: clients.db.clone(),
-                redis: clients.limiter,
-                limit: Availability::limit(config.count_limit_per_minute),
-                trusted_proxies: config.trusted_proxies.clone(),
+                limiter,
             };
             shared::http::app(metrics.clone(), cors.clone())
                 .app_data(web::Data::new(clients.redis))

@@ -1,8 +1,11 @@
-//! The rules of users-svc, free of HTTP: availability counts ([`availability`]), registration ([`registration`]), password hashing in
+//! The rules of users-svc, free of HTTP: availability counts ([`availability`]), the per-IP
+//! enumeration limit they share with registration ([`enumeration_limit`]), registration
+//! ([`registration`]), password hashing in
 //! Django's format ([`password`]), the SMS code check ([`sms_verification`]) and the login token
 //! ([`token`]).
 
 pub mod availability;
+pub mod enumeration_limit;
 pub mod password;
 pub mod registration;
 pub mod sms_verification;

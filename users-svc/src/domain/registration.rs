@@ -5,6 +5,9 @@
 //!    `password2`, `sms_code`, `mobile`, `allow`), all errors collected. "Taken" is one of them:
 //!    DRF's `UniqueValidator` is a field validator, so the availability of the username and the
 //!    mobile is looked up here, in one query, and reported together with the other field errors.
+//!    That lookup answers what a count endpoint answers, so it spends from the same per-IP
+//!    budget first ([`super::enumeration_limit`]): over it, 429 and nothing is looked up. A body
+//!    whose username and mobile are both invalid looks nothing up and is not counted.
 //! 2. Only when every field passed: the passwords must be equal, then the SMS code must match
 //!    (see [`super::sms_verification`]).
 //! 3. The password is hashed (bounded, off the executor) *before* a connection is taken, and the
@@ -13,6 +16,7 @@
 //!    as the pre-check would have given, never a 5xx.
 //! 4. The SMS code is deleted (single use) and a token issued.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,6 +28,7 @@ use shared::domain::{Mobile, Username};
 use shared::drf::{FieldErrors, msg};
 use shared::http::ApiError;
 
+use super::enumeration_limit::EnumerationLimit;
 use super::password::{HashError, Hasher};
 use super::sms_verification::{self, NO_VALID_CODE, WRONG_CODE};
 use super::token::TokenIssuer;
@@ -68,6 +73,8 @@ pub struct Registrar {
     pub tokens: TokenIssuer,
     /// `users_registrations_total{outcome}`.
     pub outcomes: IntCounterVec,
+    /// The per-IP enumeration limit of the count endpoints, spent before the "taken" lookup.
+    pub limiter: EnumerationLimit,
 }
 
 /// The fields after their own checks.
@@ -95,15 +102,23 @@ impl Registrar {
         self.outcomes.with_label_values(&[outcome]).inc();
     }
 
-    /// Register an account from a parsed request body.
-    pub async fn register(&self, body: &Map<String, Value>) -> Result<NewAccount, ApiError> {
-        let result = self.run(body).await;
+    /// Register an account from a parsed request body sent by `client`.
+    pub async fn register(
+        &self,
+        client: Option<IpAddr>,
+        body: &Map<String, Value>,
+    ) -> Result<NewAccount, ApiError> {
+        let result = self.run(client, body).await;
         self.count(outcome(&result));
         result
     }
 
-    async fn run(&self, body: &Map<String, Value>) -> Result<NewAccount, ApiError> {
-        let valid = self.check_fields(body).await?;
+    async fn run(
+        &self,
+        client: Option<IpAddr>,
+        body: &Map<String, Value>,
+    ) -> Result<NewAccount, ApiError> {
+        let valid = self.check_fields(client, body).await?;
         if valid.password != valid.password2 {
             return Err(ApiError::non_field(text::PASSWORDS_DIFFER));
         }
@@ -114,13 +129,21 @@ impl Registrar {
         Ok(account)
     }
 
-    /// Step 1: every field's own checks, then availability, all errors together.
-    async fn check_fields(&self, body: &Map<String, Value>) -> Result<Valid, ApiError> {
+    /// Step 1: every field's own checks, then availability (after the per-IP limit), all
+    /// errors together.
+    async fn check_fields(
+        &self,
+        client: Option<IpAddr>,
+        body: &Map<String, Value>,
+    ) -> Result<Valid, ApiError> {
         let c = check_each(body);
         let (name_taken, mobile_taken, name_unstorable) =
             match (c.username.as_ref().ok(), c.mobile.as_ref().ok()) {
                 (None, None) => (false, false, false),
-                (name, mobile) => self.availability(name, mobile).await?,
+                (name, mobile) => {
+                    self.limiter.hit(client).await?;
+                    self.availability(name, mobile).await?
+                }
             };
         let problems = [
             (
@@ -335,6 +358,7 @@ fn outcome(result: &Result<NewAccount, ApiError>) -> &'static str {
         },
         Err(ApiError::Unavailable(cause)) if cause.downcast_ref::<HashError>().is_some() => "busy",
         Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(ApiError::Throttled { .. }) => "throttled",
         Err(_) => "error",
     }
 }

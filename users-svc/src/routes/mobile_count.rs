@@ -21,7 +21,7 @@ pub async fn mobile_count(
     availability: web::Data<Availability>,
 ) -> Result<HttpResponse, ApiError> {
     let mobile = Mobile::parse(&path).map_err(|_| ApiError::NotFound)?;
-    let client = shared::client_ip::of(&req, &availability.trusted_proxies);
+    let client = shared::client_ip::of(&req, &availability.limiter.trusted_proxies);
     let count = availability.mobile_count(client, &mobile).await?;
     Ok(HttpResponse::Ok().json(Body {
         mobile: mobile.as_str(),

@@ -6,7 +6,8 @@ use shared::http::{ApiError, parse_object, read_body};
 
 use crate::domain::registration::Registrar;
 
-/// 201 `{"id", "username", "mobile", "token"}`, or the DRF error of the first failing step.
+/// 201 `{"id", "username", "mobile", "token"}`, or the DRF error of the first failing step;
+/// 429 when the client is over the per-IP enumeration limit (see the registration rules).
 pub async fn register(
     req: HttpRequest,
     payload: web::Payload,
@@ -16,6 +17,7 @@ pub async fn register(
     let fields = body
         .and_then(|b| parse_object(&req, &b))
         .inspect_err(|_| registrar.count("malformed"))?;
-    let account = registrar.register(&fields).await?;
+    let client = shared::client_ip::of(&req, &registrar.limiter.trusted_proxies);
+    let account = registrar.register(client, &fields).await?;
     Ok(HttpResponse::Created().json(account))
 }

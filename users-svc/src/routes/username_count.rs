@@ -21,7 +21,7 @@ pub async fn username_count(
     availability: web::Data<Availability>,
 ) -> Result<HttpResponse, ApiError> {
     let name = Username::parse(&path).map_err(|_| ApiError::NotFound)?;
-    let client = shared::client_ip::of(&req, &availability.trusted_proxies);
+    let client = shared::client_ip::of(&req, &availability.limiter.trusted_proxies);
     let count = availability.username_count(client, &name).await?;
     Ok(HttpResponse::Ok().json(Body {
         username: name.as_str(),

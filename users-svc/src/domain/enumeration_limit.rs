@@ -1,0 +1,63 @@
+//! The per-client-IP limit against account enumeration (`COUNT_LIMIT_PER_IP_PER_MINUTE`).
+//!
+//! Every answer that tells whether an account exists spends from the same budget: both count
+//! endpoints and every registration attempt that looks the username or mobile up (its
+//! "taken" errors tell exactly what a count does). Without the registration side an attacker
+//! would simply enumerate through `POST /users/` instead of the limited GETs.
+//!
+//! The limiter talks to Redis over one shared multiplexed connection (`ConnectionManager`, which
+//! reconnects by itself) rather than the pool: a pool checkout costs a PING round trip, a third
+//! of a count's round trips.
+//!
+//! When Redis (the limiter) is down the answer is 503, not an unlimited lookup: failing open
+//! would switch the enumeration guard off exactly when nobody is watching it.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use redis::aio::ConnectionManager;
+use shared::http::ApiError;
+use shared::rate_limit::{Decision, Limit};
+
+/// One HTTP worker's handle on the limiter; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct EnumerationLimit {
+    /// The verify-codes Redis, where the counters live.
+    pub redis: ConnectionManager,
+    /// `COUNT_LIMIT_PER_IP_PER_MINUTE`, one window for the counts and registration together.
+    pub limit: Limit,
+    /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl EnumerationLimit {
+    /// The limiter's scope: keys are `rl:count_ip:{ip}` (the name predates registration
+    /// sharing it; kept so counters survive a rolling deploy).
+    pub const SCOPE: &'static str = "count_ip";
+
+    pub fn new(redis: ConnectionManager, per_minute: u64, trusted_proxies: Vec<IpNet>) -> Self {
+        Self {
+            redis,
+            limit: Limit {
+                scope: Self::SCOPE,
+                limit: per_minute,
+                window_secs: 60,
+            },
+            trusted_proxies,
+        }
+    }
+
+    /// Count one lookup for `client`: `Ok` within the limit, 429 with `Retry-After` over it,
+    /// 503 when Redis cannot count.
+    pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+        let key = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let mut conn = self.redis.clone();
+        match self.limit.hit_on(&mut conn, &key).await {
+            Ok(Decision::Allowed) => Ok(()),
+            Ok(Decision::Refused { retry_after }) => Err(ApiError::Throttled { retry_after }),
+            Err(e) => Err(ApiError::unavailable(
+                anyhow::Error::new(e).context("enumeration rate limit in Redis"),
+            )),
+        }
+    }
+}
