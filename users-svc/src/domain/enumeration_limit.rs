@@ -31,8 +31,10 @@ pub struct EnumerationLimit {
 }
 
 impl EnumerationLimit {
-    /// The limiter's scope: keys are `rl:count_ip:{ip}` (the name predates registration
-    /// sharing it; kept so counters survive a rolling deploy).
+    /// The limiter's scope: keys are `rl:count_ip:{key}`, the key from
+    /// `shared::client_ip::limit_key` (an IPv6 client by its /64, which one subscriber usually
+    /// holds whole; an IPv4-mapped address as the IPv4). The scope's name predates registration
+    /// sharing it; kept so counters survive a rolling deploy.
     pub const SCOPE: &'static str = "count_ip";
 
     pub fn new(redis: ConnectionManager, per_minute: u64, trusted_proxies: Vec<IpNet>) -> Self {
@@ -47,10 +49,11 @@ impl EnumerationLimit {
         }
     }
 
-    /// Count one lookup for `client`: `Ok` within the limit, 429 with `Retry-After` over it,
+    /// Count one lookup for `client` (under its limit key, so the addresses of one IPv6 /64
+    /// share one budget): `Ok` within the limit, 429 with `Retry-After` over it,
     /// 503 when Redis cannot count.
     pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
-        let key = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let key = client.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
         let mut conn = self.redis.clone();
         match self.limit.hit_on(&mut conn, &key).await {
             Ok(Decision::Allowed) => Ok(()),

@@ -172,3 +172,58 @@ async fn other_methods_are_405() {
         (405, json!({"detail": "方法 “POST” 不被允许。"}))
     );
 }
+
+#[tokio::test]
+async fn the_limit_counts_an_ipv6_client_by_its_64_and_a_mapped_ipv4_as_the_ipv4() {
+    let app = spawn_app_with(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
+    // The test's peer is 127.0.0.1, the default trusted proxy, so X-Forwarded-For names the
+    // client.
+    let from = |client: &'static str| {
+        let url = format!("{}{}", app.address, path("alice123"));
+        let http = app.http.clone();
+        async move {
+            http.get(url)
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .expect("sent")
+                .status()
+                .as_u16()
+        }
+    };
+    let cases = [
+        ("first host of the /64", "2001:db8:1:2::1", 200),
+        (
+            "another host, same /64",
+            "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+            200,
+        ),
+        ("a third host, same /64", "2001:db8:1:2::ffff", 200),
+        ("the fourth from that /64 is over", "2001:db8:1:2::7", 429),
+        (
+            "the neighbouring /64 has its own budget",
+            "2001:db8:1:3::1",
+            200,
+        ),
+        ("an IPv4 client", "203.0.113.7", 200),
+        ("the same IPv4, mapped", "::ffff:203.0.113.7", 200),
+        ("the same IPv4 again", "203.0.113.7", 200),
+        ("its fourth, mapped, is over", "::ffff:203.0.113.7", 429),
+    ];
+    for (why, client, want) in cases {
+        assert_eq!(from(client).await, want, "{why}: {client}");
+    }
+    for (key, want) in [
+        ("rl:count_ip:2001:db8:1:2::/64", "4"),
+        ("rl:count_ip:2001:db8:1:3::/64", "1"),
+        ("rl:count_ip:203.0.113.7", "4"),
+    ] {
+        assert_eq!(app.redis_get(key).as_deref(), Some(want), "{key}");
+    }
+    // No per-address keys: only the three above exist.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("rl:*")
+        .query(&mut app.redis_conn())
+        .expect("KEYS");
+    assert_eq!(keys.len(), 3, "{keys:?}");
+}
