@@ -22,9 +22,12 @@
 //!    back; else `SETEX sms_{mobile} 300` and `DEL sms_attempts_{mobile}`.
 //! 3. the apalis push (on the queue's own connection).
 //!
-//! If the push fails, [`release_send`] (a fourth round trip, only then) gives back the flag and
-//! deletes the code, each only if it still holds this request's value, and refunds the two
-//! rate-limit hits, so the user can simply retry.
+//! The claim also returns the code it replaced (and its wrong-guess counter) with their PTTLs,
+//! at no extra round trip. If the push fails, [`release_send`] (a fourth round trip, only then)
+//! gives back the flag and puts that previous code back with the life it had left (or deletes
+//! the new code if there was none), each only if the key still holds this request's value, and
+//! refunds the two rate-limit hits: a queue outage neither sends a code nor wipes the one the
+//! user already has, and the user can simply retry.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -123,7 +126,7 @@ static CLAIM_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
 -- KEYS: send_flag, sms code, attempts, rl mobile, rl ip
 -- ARGV: request id, flag ttl, code, code ttl, mobile limit, mobile window, ip limit, ip window
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return {0, 0, 0}
+  return {0, 0, 0, false, -2, false, -2}
 end
 local function hit(key, window)
   local n = redis.call('INCR', key)
@@ -160,11 +163,17 @@ if over_ip or not refused then
 end
 if which > 0 then
   redis.call('DEL', KEYS[1])
-  return {2, wait, which}
+  return {2, wait, which, false, -2, false, -2}
 end
+-- What the new code replaces, so that a failed queue push can put it back (release_send)
+-- without another round trip on the success path.
+local prev_code = redis.call('GET', KEYS[2])
+local prev_code_pttl = redis.call('PTTL', KEYS[2])
+local prev_attempts = redis.call('GET', KEYS[3])
+local prev_attempts_pttl = redis.call('PTTL', KEYS[3])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 redis.call('DEL', KEYS[3])
-return {1, 0, 0}
+return {1, 0, 0, prev_code, prev_code_pttl, prev_attempts, prev_attempts_pttl}
 ",
     )
 });
@@ -212,11 +221,34 @@ pub enum LimitHit {
     Both,
 }
 
+/// The still-valid code a claim replaced, and its wrong-guess counter, as they were.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Previous {
+    pub code: String,
+    /// Its remaining life when the claim ran; `None`: the key had no TTL.
+    pub ttl: Option<Duration>,
+    /// `sms_attempts_{mobile}` then (0 if absent), so a restored code gets no fresh guesses.
+    pub attempts: u64,
+    /// The counter's remaining life; `None`: absent or without TTL.
+    pub attempts_ttl: Option<Duration>,
+}
+
+/// Not `derive(Debug)`: the code is a secret and must not reach a log.
+impl std::fmt::Debug for Previous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Previous")
+            .field("ttl", &self.ttl)
+            .field("attempts", &self.attempts)
+            .field("attempts_ttl", &self.attempts_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What round trip 2 decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// The flag is ours and the code is stored.
-    Claimed,
+    /// The flag is ours and the code is stored; `previous` is the code it replaced, if any.
+    Claimed { previous: Option<Previous> },
     /// Another request holds the flag (sent within 60 s, or a concurrent winner).
     FlagTaken,
     /// Over an abuse limit; nothing stored, the flag given back.
@@ -229,24 +261,38 @@ pub async fn claim_send(
     claim: &Claim<'_>,
     limits: SendLimits,
 ) -> redis::RedisResult<ClaimOutcome> {
-    let (status, wait, which): (i64, u64, i64) = CLAIM_SEND
-        .key(keys::send_flag(claim.mobile))
-        .key(keys::sms_code(claim.mobile))
-        .key(keys::sms_attempts(claim.mobile))
-        .key(claim.mobile_key())
-        .key(claim.ip_key())
-        .arg(claim.request_id.to_string())
-        .arg(keys::SEND_FLAG_TTL_SECS)
-        .arg(claim.code.as_str())
-        .arg(keys::SMS_CODE_TTL_SECS)
-        .arg(limits.per_mobile_per_day)
-        .arg(MOBILE_WINDOW_SECS)
-        .arg(limits.per_ip_per_hour)
-        .arg(IP_WINDOW_SECS)
-        .invoke_async(&mut conn.clone())
-        .await?;
+    type Reply = (i64, u64, i64, Option<String>, i64, Option<String>, i64);
+    let (status, wait, which, prev_code, prev_pttl, prev_attempts, attempts_pttl): Reply =
+        CLAIM_SEND
+            .key(keys::send_flag(claim.mobile))
+            .key(keys::sms_code(claim.mobile))
+            .key(keys::sms_attempts(claim.mobile))
+            .key(claim.mobile_key())
+            .key(claim.ip_key())
+            .arg(claim.request_id.to_string())
+            .arg(keys::SEND_FLAG_TTL_SECS)
+            .arg(claim.code.as_str())
+            .arg(keys::SMS_CODE_TTL_SECS)
+            .arg(limits.per_mobile_per_day)
+            .arg(MOBILE_WINDOW_SECS)
+            .arg(limits.per_ip_per_hour)
+            .arg(IP_WINDOW_SECS)
+            .invoke_async(&mut conn.clone())
+            .await?;
+    // PTTL: -2 no key, -1 no expiry, else milliseconds left.
+    let ttl = |pttl: i64| u64::try_from(pttl).ok().map(Duration::from_millis);
     Ok(match (status, which) {
-        (1, _) => ClaimOutcome::Claimed,
+        (1, _) => ClaimOutcome::Claimed {
+            previous: prev_code.map(|code| Previous {
+                code,
+                ttl: ttl(prev_pttl),
+                // Written only by INCR: a number; anything else counts as no guesses.
+                attempts: prev_attempts
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_default(),
+                attempts_ttl: ttl(attempts_pttl),
+            }),
+        },
         (2, 1) => ClaimOutcome::Limited {
             hit: LimitHit::Mobile,
             retry_after: wait,
@@ -266,11 +312,31 @@ pub async fn claim_send(
 static RELEASE_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS: send_flag, sms code, rl mobile, rl ip;  ARGV: request id, code, refund (1/0)
+-- KEYS: send_flag, sms code, attempts, rl mobile, rl ip
+-- ARGV: request id, code, refund (1/0), previous code, its ms left (0: none or expired),
+--       previous wrong guesses, their ms left (0: take the code's)
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+-- Only while the key still holds this request's code: a later send's code is left alone.
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  local left = tonumber(ARGV[5])
+  if left > 0 then
+    -- The code the user may already have received stays valid, with the life it had left.
+    redis.call('SET', KEYS[2], ARGV[4], 'PX', left)
+    local before = tonumber(ARGV[6])
+    if before > 0 then
+      -- Its wrong guesses come back too (plus any made since the claim), or a queue outage
+      -- would hand out fresh guesses at a known code.
+      local since = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+      local attempts_left = tonumber(ARGV[7])
+      if attempts_left <= 0 then attempts_left = left end
+      redis.call('SET', KEYS[3], before + since, 'PX', attempts_left)
+    end
+  else
+    redis.call('DEL', KEYS[2])
+  end
+end
 if ARGV[3] == '1' then
-  for i = 3, 4 do
+  for i = 4, 5 do
     -- only existing counters: DECR on a missing key would create one without a TTL
     if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECR', KEYS[i]) end
   end
@@ -280,21 +346,46 @@ return 1
     )
 });
 
-/// Undo a claim whose job could not be queued. `refund` also takes back the two rate-limit
-/// hits (only when the claim is known to have run).
+/// Undo a claim whose job could not be queued: give back the flag, and put `previous` (the
+/// code the claim replaced, `elapsed` ago) back in place of this request's code, or delete the
+/// code if there was none or it has expired meanwhile; each only if the key still holds this
+/// request's value. `refund` also takes back the two rate-limit hits (only when the claim is
+/// known to have run).
 pub async fn release_send(
     conn: &ConnectionManager,
     claim: &Claim<'_>,
     refund: bool,
+    previous: Option<&Previous>,
+    elapsed: Duration,
 ) -> redis::RedisResult<()> {
+    // Milliseconds of life left after `elapsed`; a key without TTL gets the full code TTL
+    // (this service never writes one; better bounded than immortal).
+    let left = |ttl: Option<Duration>| {
+        let ttl = ttl.unwrap_or(Duration::from_secs(keys::SMS_CODE_TTL_SECS));
+        u64::try_from(ttl.saturating_sub(elapsed).as_millis()).unwrap_or(u64::MAX)
+    };
+    let (code, code_left, attempts, attempts_left) =
+        previous.map_or((String::new(), 0, 0, 0), |p| {
+            (
+                p.code.clone(),
+                left(p.ttl),
+                p.attempts,
+                p.attempts_ttl.map_or(0, |t| left(Some(t))),
+            )
+        });
     RELEASE_SEND
         .key(keys::send_flag(claim.mobile))
         .key(keys::sms_code(claim.mobile))
+        .key(keys::sms_attempts(claim.mobile))
         .key(claim.mobile_key())
         .key(claim.ip_key())
         .arg(claim.request_id.to_string())
         .arg(claim.code.as_str())
         .arg(if refund { "1" } else { "0" })
+        .arg(code)
+        .arg(code_left)
+        .arg(attempts)
+        .arg(attempts_left)
         .invoke_async::<i64>(&mut conn.clone())
         .await
         .map(drop)

@@ -3,6 +3,7 @@
 //! the hand-over of one `SendSmsCode` job to sms-worker.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use apalis::prelude::TaskSink;
 use chrono::Utc;
@@ -14,7 +15,7 @@ use shared::jobs::SendSmsCode;
 use shared::keys;
 use shared::queue::SmsStorage;
 
-use crate::store::{self, Claim, ClaimOutcome, LimitHit, SendLimits};
+use crate::store::{self, Claim, ClaimOutcome, LimitHit, Previous, SendLimits};
 
 /// `图片验证码无效`: no captcha stored under the id (never issued, expired or already used).
 pub const IMAGE_CODE_INVALID: &str = "图片验证码无效";
@@ -192,8 +193,9 @@ impl SmsCodes {
             code: &code,
             request_id: uuid::Uuid::new_v4(),
         };
-        match store::claim_send(&self.redis, &claim, self.limits).await {
-            Ok(ClaimOutcome::Claimed) => {}
+        let claimed_at = Instant::now();
+        let previous = match store::claim_send(&self.redis, &claim, self.limits).await {
+            Ok(ClaimOutcome::Claimed { previous }) => previous,
             Ok(ClaimOutcome::FlagTaken) => return Err(SendError::TooFrequent),
             Ok(ClaimOutcome::Limited { hit, retry_after }) => {
                 return Err(SendError::Limited { hit, retry_after });
@@ -201,10 +203,10 @@ impl SmsCodes {
             Err(e) => {
                 // The script may or may not have run (a timeout): give back what may be ours,
                 // but refund no rate-limit hit that may never have been counted.
-                self.release(&claim, false).await;
+                self.release(&claim, false, None, claimed_at).await;
                 return Err(unavailable(e));
             }
-        }
+        };
 
         let job = SendSmsCode {
             mobile: mobile.clone(),
@@ -216,7 +218,9 @@ impl SmsCodes {
             created_at: Utc::now(),
         };
         if let Err(e) = self.queue.clone().push(job).await {
-            self.release(&claim, true).await;
+            // Put back the code this one replaced: the user may have it and it is still valid.
+            self.release(&claim, true, previous.as_ref(), claimed_at)
+                .await;
             return Err(SendError::Unavailable(anyhow::anyhow!(
                 "cannot queue the SMS job: {e}"
             )));
@@ -225,8 +229,15 @@ impl SmsCodes {
         Ok(())
     }
 
-    async fn release(&self, claim: &Claim<'_>, refund: bool) {
-        if let Err(e) = store::release_send(&self.redis, claim, refund).await {
+    async fn release(
+        &self,
+        claim: &Claim<'_>,
+        refund: bool,
+        previous: Option<&Previous>,
+        claimed_at: Instant,
+    ) {
+        let elapsed = claimed_at.elapsed();
+        if let Err(e) = store::release_send(&self.redis, claim, refund, previous, elapsed).await {
             // The flag still expires by itself after 60 s.
             tracing::warn!(mobile = %claim.mobile, error = %e, "could not release the send flag");
         }

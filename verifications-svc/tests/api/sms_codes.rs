@@ -790,6 +790,15 @@ async fn a_queue_failure_is_a_503_that_gives_the_flag_code_and_limit_hits_back()
         ..Options::default()
     })
     .await;
+    // A code sent earlier (its 60 s flag has passed) is still valid, with two wrong guesses.
+    let _: () = app
+        .db()
+        .set_ex(format!("sms_{MOBILE}"), "123456", 200)
+        .expect("SETEX");
+    let _: () = app
+        .db()
+        .set_ex(format!("sms_attempts_{MOBILE}"), 2, 200)
+        .expect("SETEX");
     queue.stop();
     let res = send(&app, MOBILE).await;
     assert_eq!(res.headers()["retry-after"], "5");
@@ -801,10 +810,19 @@ async fn a_queue_failure_is_a_503_that_gives_the_flag_code_and_limit_hits_back()
         "flag released"
     );
     assert_eq!(
-        app.value(&format!("sms_{MOBILE}")),
-        None,
-        "unsent code removed"
+        app.value(&format!("sms_{MOBILE}")).as_deref(),
+        Some("123456"),
+        "the unsent code is gone and the previous one is back"
     );
+    let ttl = app.ttl(&format!("sms_{MOBILE}"));
+    assert!((190..=200).contains(&ttl), "the life it had left: {ttl}");
+    assert_eq!(
+        app.value(&format!("sms_attempts_{MOBILE}")).as_deref(),
+        Some("2"),
+        "no fresh guesses at the restored code"
+    );
+    let ttl = app.ttl(&format!("sms_attempts_{MOBILE}"));
+    assert!((190..=200).contains(&ttl), "{ttl}");
     assert_eq!(
         app.value(&format!("rl:sms_mobile:{MOBILE}")).as_deref(),
         Some("0")
@@ -835,4 +853,104 @@ async fn a_queue_failure_is_a_503_that_gives_the_flag_code_and_limit_hits_back()
         app.value(&format!("sms_{MOBILE}")).as_deref(),
         Some(jobs[0].code.as_str())
     );
+}
+
+/// `store::release_send` on its own, for the races an HTTP test cannot time: it restores the
+/// previous code only while the key holds this request's code, and never an expired one.
+#[tokio::test]
+async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
+    use shared::domain::{Mobile, SmsCode};
+    use verifications_svc::store::{self, Claim, ClaimOutcome, SendLimits};
+
+    let app = spawn_app().await;
+    let conn = store::connect(&app.redis.url(), Duration::from_secs(2)).expect("connect");
+    let mobile = Mobile::parse(MOBILE).expect("mobile");
+    let limits = SendLimits {
+        per_mobile_per_day: 100,
+        per_ip_per_hour: 100,
+    };
+    let code = SmsCode::parse("654321").expect("code");
+    let claim = |request_id| Claim {
+        mobile: &mobile,
+        ip: None,
+        code: &code,
+        request_id,
+    };
+    let seed = |value: &str, ttl: u64| {
+        let _: () = app
+            .db()
+            .set_ex(format!("sms_{MOBILE}"), value, ttl)
+            .expect("SETEX");
+        let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
+    };
+    let previous_of = |outcome: ClaimOutcome| match outcome {
+        ClaimOutcome::Claimed { previous } => previous,
+        other => panic!("not claimed: {other:?}"),
+    };
+
+    // Claimed over a previous code: it comes back in the claim's reply with its TTL.
+    seed("111111", 100);
+    let first = claim(uuid::Uuid::new_v4());
+    let previous = previous_of(
+        store::claim_send(&conn, &first, limits)
+            .await
+            .expect("claim"),
+    )
+    .expect("a previous code");
+    assert_eq!(previous.code, "111111");
+    let ttl = previous.ttl.expect("a TTL").as_millis();
+    assert!((99_000..=100_000).contains(&ttl), "{ttl}");
+    assert_eq!((previous.attempts, previous.attempts_ttl), (0, None));
+    assert_eq!(
+        app.value(&format!("sms_{MOBILE}")).as_deref(),
+        Some("654321")
+    );
+
+    // Another send replaced this request's code meanwhile: the release leaves it alone.
+    let _: () = app
+        .db()
+        .set_ex(format!("sms_{MOBILE}"), "222222", 300)
+        .expect("SETEX");
+    store::release_send(&conn, &first, false, Some(&previous), Duration::ZERO)
+        .await
+        .expect("release");
+    assert_eq!(
+        app.value(&format!("sms_{MOBILE}")).as_deref(),
+        Some("222222")
+    );
+    assert_eq!(app.value(&format!("sms_attempts_{MOBILE}")), None);
+
+    // The previous code's life ran out before the release: deleted, not brought back to life.
+    seed("333333", 1);
+    let second = claim(uuid::Uuid::new_v4());
+    let previous = previous_of(
+        store::claim_send(&conn, &second, limits)
+            .await
+            .expect("claim"),
+    );
+    store::release_send(
+        &conn,
+        &second,
+        false,
+        previous.as_ref(),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("release");
+    assert_eq!(app.value(&format!("sms_{MOBILE}")), None);
+
+    // No previous code: the new one is deleted, as before.
+    let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
+    let third = claim(uuid::Uuid::new_v4());
+    let previous = previous_of(
+        store::claim_send(&conn, &third, limits)
+            .await
+            .expect("claim"),
+    );
+    assert_eq!(previous, None);
+    store::release_send(&conn, &third, false, None, Duration::ZERO)
+        .await
+        .expect("release");
+    assert_eq!(app.value(&format!("sms_{MOBILE}")), None);
+    assert_eq!(app.value(&format!("send_flag_{MOBILE}")), None);
 }
