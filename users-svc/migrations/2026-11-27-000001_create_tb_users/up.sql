@@ -46,7 +46,8 @@ FROM tb_users LIMIT 0;
 -- ours where a column has no full single-column unique index. A redundant second one on a
 -- column Django already made unique would only cost every INSERT. (Duplicate values already
 -- in an adopted table make this fail: clean them up first.) Conditional DDL through PREPARE,
--- which MariaDB and MySQL both allow.
+-- which MariaDB and MySQL both allow; the information_schema check is the only guard, because
+-- `CREATE INDEX IF NOT EXISTS` is MariaDB's alone (MySQL 8 has no such clause).
 SET @users_svc_sql = IF(
     EXISTS (
         SELECT 1 FROM information_schema.STATISTICS s
@@ -57,7 +58,7 @@ SET @users_svc_sql = IF(
               WHERE t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME
                 AND t.INDEX_NAME = s.INDEX_NAME AND t.SEQ_IN_INDEX = 2)),
     'DO 0',
-    'CREATE UNIQUE INDEX IF NOT EXISTS tb_users_username_uniq ON tb_users (username)');
+    'CREATE UNIQUE INDEX tb_users_username_uniq ON tb_users (username)');
 PREPARE users_svc_stmt FROM @users_svc_sql;
 EXECUTE users_svc_stmt;
 DEALLOCATE PREPARE users_svc_stmt;
@@ -72,7 +73,7 @@ SET @users_svc_sql = IF(
               WHERE t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME
                 AND t.INDEX_NAME = s.INDEX_NAME AND t.SEQ_IN_INDEX = 2)),
     'DO 0',
-    'CREATE UNIQUE INDEX IF NOT EXISTS tb_users_mobile_uniq ON tb_users (mobile)');
+    'CREATE UNIQUE INDEX tb_users_mobile_uniq ON tb_users (mobile)');
 PREPARE users_svc_stmt FROM @users_svc_sql;
 EXECUTE users_svc_stmt;
 DEALLOCATE PREPARE users_svc_stmt;

@@ -461,3 +461,30 @@ async fn on_a_utf8mb3_django_table_4_byte_names_count_0_and_are_a_400_without_dr
 fn rows2(strs: &[[&str; 2]]) -> Vec<Vec<String>> {
     strs.iter().map(|r| r.map(str::to_owned).to_vec()).collect()
 }
+
+/// The migration's SQL with its `--` comments removed.
+fn statements(sql: &str) -> String {
+    sql.lines()
+        .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_uppercase()
+}
+
+#[test]
+fn the_migrations_use_no_mariadb_only_index_clauses() {
+    // MySQL 8 has no `CREATE INDEX IF NOT EXISTS` / `DROP INDEX IF EXISTS`; the adoption tests
+    // above prove the information_schema guards do their job on MariaDB without them.
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/2026-11-27-000001_create_tb_users"
+    );
+    for file in ["up.sql", "down.sql"] {
+        let sql = statements(
+            &std::fs::read_to_string(format!("{dir}/{file}")).expect("migration readable"),
+        );
+        for clause in ["INDEX IF NOT EXISTS", "INDEX IF EXISTS"] {
+            assert!(!sql.contains(clause), "{file} uses {clause}");
+        }
+    }
+}
