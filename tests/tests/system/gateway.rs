@@ -259,6 +259,59 @@ async fn every_error_reaches_the_client_as_drf_json_through_nginx() {
         failures.join("\n")
     );
 
+    // Requests no HTTP client library will send, written on a raw TCP connection: nginx refuses
+    // them itself. Its default answers were HTML pages, two of them 5xx (501, 505).
+    let bad_request = json!({"detail": "请求格式错误。"});
+    let raw_cases: Vec<(&str, String)> = vec![
+        (
+            "Transfer-Encoding gzip on POST /users/ (nginx's 501)",
+            "POST /users/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n{}"
+                .to_owned(),
+        ),
+        (
+            "Transfer-Encoding gzip, chunked (nginx's 501)",
+            "POST /users/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\
+             Connection: close\r\n\r\n0\r\n\r\n"
+                .to_owned(),
+        ),
+        (
+            "request line HTTP/2.0 for a static file (nginx's 505)",
+            "GET /register.js HTTP/2.0\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            "request line HTTP/3.0 for an API route (nginx's 505)",
+            format!("GET /image_codes/{uuid}/ HTTP/3.0\r\nHost: x\r\n\r\n"),
+        ),
+        (
+            "garbage request line",
+            "\x01\x02 / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            "both Content-Length and Transfer-Encoding",
+            "POST /users/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\
+             Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n{}"
+                .to_owned(),
+        ),
+    ];
+    for (what, request) in &raw_cases {
+        let (status, content_type, body) = raw_exchange(stack.gateway.port, request.as_bytes());
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        if (status, content_type.as_str(), parsed.as_ref())
+            != (400, "application/json", Some(&bad_request))
+        {
+            failures.push(format!(
+                "{what} → {status} {content_type:?} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "raw requests, not the expected JSON 400:\n{}",
+        failures.join("\n")
+    );
+
     // Malformed JSON: the parser's message varies, the shape does not.
     let reply = Reply::of(
         client
@@ -275,6 +328,113 @@ async fn every_error_reaches_the_client_as_drf_json_through_nginx() {
             .is_some_and(|d| d.starts_with("JSON parse error - ")),
         "{detail:?}"
     );
+}
+
+/// Write `request` on a new connection to 127.0.0.1:`port` and read the answer until nginx
+/// closes it: (status, Content-Type, body).
+fn raw_exchange(port: u16, request: &[u8]) -> (u16, String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("nginx accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    stream.write_all(request).expect("the request is sent");
+    let mut answer = Vec::new();
+    // nginx closes the connection after refusing a request; a timeout ends a kept-alive one.
+    let _ = stream.read_to_end(&mut answer);
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&answer)));
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let body = answer[split + 4..].to_vec();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_nginx_may_not_read_is_a_json_403() {
+    // Only nginx, serving a folder of the test's own with one unreadable file. As root, the
+    // workers run as `nobody` here (the production-like setting), who may not read a 0600 file
+    // owned by root; as another user, nobody can read a 0000 file.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    };
+    set_mode(dir.path(), 0o755);
+    let web = dir.path().join("web");
+    std::fs::create_dir(&web).expect("mkdir");
+    set_mode(&web, 0o755);
+    std::fs::write(web.join("index.html"), "<p>hi</p>").expect("write");
+    set_mode(&web.join("index.html"), 0o644);
+    std::fs::write(web.join("secret.js"), "// unreadable").expect("write");
+    let as_root = crate::stack::running_as_root();
+    set_mode(&web.join("secret.js"), if as_root { 0o600 } else { 0o000 });
+    let user = if as_root { "user nobody nogroup;" } else { "" };
+    let refused = harness::process::free_port();
+    let gateway = crate::stack::spawn_nginx_with(dir.path(), refused, refused, &web, user);
+    let client = harness::http_client();
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", gateway.port);
+
+    let readable = Reply::of(client.get(url("/"))).await;
+    assert_eq!(readable.status, 200, "the readable page is served");
+    let reply = Reply::of(client.get(url("/secret.js"))).await;
+    assert_eq!(
+        reply.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(reply.json(), json!({"detail": "您没有执行该操作的权限。"}));
+    assert!(reply.header("x-request-id").is_some_and(|v| v.len() == 32));
+    drop(gateway);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_inside_a_private_folder_is_served_with_the_dev_main_config() {
+    // A checkout under /root sits in a 0700 folder. With the main config deploy/dev and the tests
+    // use (`user root;` when started as root) nginx's workers can still read it; without that
+    // line they would be `nobody` and every file a 403.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let web = dir.path().join("checkout/deploy/web");
+    std::fs::create_dir_all(&web).expect("mkdir");
+    std::fs::write(web.join("index.html"), "<p>meiduo</p>").expect("write");
+    let refused = harness::process::free_port();
+    let gateway = crate::stack::spawn_nginx_with(
+        dir.path(),
+        refused,
+        refused,
+        &web,
+        crate::stack::default_nginx_user(),
+    );
+    let reply =
+        Reply::of(harness::http_client().get(format!("http://127.0.0.1:{}/", gateway.port))).await;
+    assert_eq!(
+        (reply.status, reply.body.as_slice()),
+        (200, b"<p>meiduo</p>".as_slice()),
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    drop(gateway);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,6 +653,26 @@ async fn the_page_and_its_assets_are_served_with_safe_headers() {
         assert_eq!(reply.header("cache-control"), Some("no-cache"));
         let csp = reply.header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("default-src 'self'"), "{path}: CSP {csp}");
+    }
+    // Byte ranges are off: a Range past the end (nginx's HTML 416 before) or a multi-range
+    // (a multipart body) gets the whole file, 200.
+    for (path, file) in [
+        ("/register.js", "register.js"),
+        ("/openapi.json", "openapi.json"),
+    ] {
+        for range in ["bytes=999999-", "bytes=0-1,3-4", "bytes=0-9"] {
+            let reply = Reply::of(client.get(stack.url(path)).header("Range", range)).await;
+            assert_eq!(
+                (reply.status, reply.header("content-range")),
+                (200, None),
+                "{path} Range: {range}"
+            );
+            assert_eq!(
+                reply.body,
+                std::fs::read(web.join(file)).expect("the file exists"),
+                "{path} Range: {range} is the whole file"
+            );
+        }
     }
     let health = Reply::of(client.get(stack.url("/gateway/healthz"))).await;
     assert_eq!(

@@ -155,7 +155,7 @@ impl Stack {
             .prefix("meiduo-e2e-")
             .tempdir()
             .expect("a temp dir can be created");
-        // nginx's workers run as `nobody` when the test runs as root: let them in.
+        // Readable by every user, whichever user nginx's workers run as.
         set_mode(dir.path(), 0o755);
 
         let (redis, private_redis, redis_url) = if options.private_redis {
@@ -397,15 +397,45 @@ async fn wait_healthy(p: &mut Process) {
 /// Render the gateway template as `deploy/dev`'s `start_nginx` does (envsubst of exactly five
 /// variables) with this stack's ports, and start nginx in the foreground.
 pub fn spawn_nginx(dir: &Path, verifications_port: u16, users_port: u16) -> Process {
+    spawn_nginx_with(
+        dir,
+        verifications_port,
+        users_port,
+        &workspace_root().join("deploy/web"),
+        default_nginx_user(),
+    )
+}
+
+/// The `user` directive `deploy/dev` puts in the main config: `user root;` when started as root
+/// (else the workers are `nobody`, who may not read a checkout under /root), nothing otherwise.
+pub fn default_nginx_user() -> &'static str {
+    if running_as_root() { "user root;" } else { "" }
+}
+
+/// Whether this process runs as root.
+pub fn running_as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("`id -u` runs");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// [`spawn_nginx`] with the folder served as the register page and the main config's `user`
+/// line chosen by the test. Both configs are rendered by the real `envsubst` from the two
+/// templates `deploy/dev` and `deploy/checks` render.
+pub fn spawn_nginx_with(
+    dir: &Path,
+    verifications_port: u16,
+    users_port: u16,
+    web_root: &Path,
+    user_directive: &str,
+) -> Process {
     let nginx = find_binary("nginx", "nginx-light");
     let root = workspace_root();
     let port = free_port();
     let conf_dir = dir.join("nginx");
     fs::create_dir_all(&conf_dir).expect("the nginx folder can be created");
     set_mode(&conf_dir, 0o755);
-    let rendered = render_template(
-        &fs::read_to_string(root.join("deploy/nginx/meiduo.conf.template"))
-            .expect("deploy/nginx/meiduo.conf.template exists"),
+    let rendered = envsubst(
+        &root.join("deploy/nginx/meiduo.conf.template"),
         &[
             ("LISTEN", format!("127.0.0.1:{port}")),
             (
@@ -413,29 +443,20 @@ pub fn spawn_nginx(dir: &Path, verifications_port: u16, users_port: u16) -> Proc
                 format!("127.0.0.1:{verifications_port}"),
             ),
             ("USERS_UPSTREAM", format!("127.0.0.1:{users_port}")),
-            ("WEB_ROOT", root.join("deploy/web").display().to_string()),
+            ("WEB_ROOT", web_root.display().to_string()),
             // Not routed by the template; any value renders.
             ("SANDBOX_UPSTREAM", "127.0.0.1:9".to_owned()),
         ],
     );
     fs::write(conf_dir.join("meiduo.conf"), rendered).expect("the rendered config can be written");
-    let d = conf_dir.display();
-    let main = format!(
-        "worker_processes 1;\n\
-         pid {d}/nginx.pid;\n\
-         error_log {d}/error.log warn;\n\
-         daemon off;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n\
-           include /etc/nginx/mime.types;\n\
-           access_log {d}/access.log;\n\
-           client_body_temp_path {d}/body;\n\
-           proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n\
-           scgi_temp_path {d}/scgi;\n\
-           include {d}/meiduo.conf;\n\
-         }}\n"
+    let main = envsubst(
+        &root.join("deploy/nginx/local.conf.template"),
+        &[
+            ("NGINX_DIR", conf_dir.display().to_string()),
+            ("NGINX_USER", user_directive.to_owned()),
+            ("NGINX_WORKERS", "1".to_owned()),
+            ("NGINX_CONNECTIONS", "1024".to_owned()),
+        ],
     );
     fs::write(conf_dir.join("nginx.conf"), main).expect("nginx.conf can be written");
     let log = dir.join("nginx.log");
@@ -463,29 +484,59 @@ pub fn spawn_nginx(dir: &Path, verifications_port: u16, users_port: u16) -> Proc
     }
 }
 
-/// envsubst with an explicit variable list: `${NAME}` and `$NAME` of the listed names only.
-pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in vars {
-        out = out.replace(&format!("${{{name}}}"), value);
-        // `$NAME` not followed by a name character, as envsubst reads it.
-        let bare = format!("${name}");
-        let mut rendered = String::with_capacity(out.len());
-        let mut rest = out.as_str();
-        while let Some(i) = rest.find(&bare) {
-            let after = &rest[i + bare.len()..];
-            let continues = after
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-            rendered.push_str(&rest[..i]);
-            rendered.push_str(if continues { &bare } else { value });
-            rest = after;
+/// `envsubst '${A} ${B} ...' < template` with exactly `vars` set: the real tool, as deploy/dev
+/// and deploy/checks call it (gettext-base, which `deploy/dev` installs), so the tests exercise
+/// the same rendering. Panics if a `${NAME}` is left over (a variable nobody sets).
+pub fn envsubst(template: &Path, vars: &[(&str, String)]) -> String {
+    use std::io::Write as _;
+    let shell_format: Vec<String> = vars
+        .iter()
+        .map(|(name, _)| format!("${{{name}}}"))
+        .collect();
+    let text =
+        fs::read(template).unwrap_or_else(|e| panic!("cannot read {}: {e}", template.display()));
+    let mut child = Command::new("envsubst")
+        .arg(shell_format.join(" "))
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("envsubst runs (apt-get install gettext-base; deploy/dev installs it)");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(&text)
+        .expect("the template reaches envsubst");
+    let out = child.wait_with_output().expect("envsubst finishes");
+    assert!(out.status.success(), "envsubst failed: {}", out.status);
+    let rendered = String::from_utf8(out.stdout).expect("the rendered config is UTF-8");
+    let leftover = unrendered_variable(&rendered);
+    assert!(
+        leftover.is_none(),
+        "{} uses ${{{}}}, which is not rendered",
+        template.display(),
+        leftover.unwrap_or_default()
+    );
+    rendered
+}
+
+/// The first `${NAME}` (upper-case name) still in `text`.
+fn unrendered_variable(text: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if !name.is_empty() && after[name.len()..].starts_with('}') {
+            return Some(name);
         }
-        rendered.push_str(rest);
-        out = rendered;
+        rest = after;
     }
-    out
+    None
 }
 
 /// If this test process dies without dropping the stack, kill its processes anyway.
