@@ -54,6 +54,14 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
+/// Status and raw body text of a JSON response, for bodies whose key order matters.
+async fn status_and_text(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let ct = res.headers()["content-type"].clone();
+    assert_eq!(ct, "application/json", "{status}");
+    (status, res.text().await.expect("body"))
+}
+
 /// A registration with a stored code answers 201 and leaves exactly the expected traces.
 async fn assert_registered(
     app: &TestApp,
@@ -190,91 +198,93 @@ async fn every_field_error_is_reported_together_in_the_serializers_order() {
     );
 
     let valid = registration("alice123", MOBILE, CODE);
-    let cases: Vec<(&str, Value, Value)> = vec![
+    // The raw body text, not a `Value`: the key order of a multi-field error is DRF's field
+    // order, and a `Value` comparison would not notice another.
+    let cases: Vec<(&str, Value, &str)> = vec![
         (
             "all blank",
             json!({"username": "", "password": "", "password2": "", "sms_code": "", "mobile": "", "allow": ""}),
-            json!({"username": ["该字段不能为空。"], "password": ["该字段不能为空。"], "password2": ["该字段不能为空。"], "sms_code": ["该字段不能为空。"], "mobile": ["该字段不能为空。"], "allow": ["该字段不能为空。"]}),
+            r#"{"username":["该字段不能为空。"],"password":["该字段不能为空。"],"password2":["该字段不能为空。"],"sms_code":["该字段不能为空。"],"mobile":["该字段不能为空。"],"allow":["该字段不能为空。"]}"#,
         ),
         (
             "whitespace only is blank",
             json!({"username": "   ", "sms_code": "\t"}),
-            json!({"username": ["该字段不能为空。"], "sms_code": ["该字段不能为空。"]}),
+            r#"{"username":["该字段不能为空。"],"sms_code":["该字段不能为空。"]}"#,
         ),
         (
             "booleans and numbers are not strings",
             json!({"username": true, "password": 12345678, "mobile": 13800138000_u64, "allow": true}),
-            json!({"username": ["Not a valid string."], "password": ["Not a valid string."], "mobile": ["Not a valid string."], "allow": ["Not a valid string."]}),
+            r#"{"username":["Not a valid string."],"password":["Not a valid string."],"mobile":["Not a valid string."],"allow":["Not a valid string."]}"#,
         ),
         (
             "lists and objects are not strings",
             json!({"password2": ["x"], "sms_code": {"a": 1}}),
-            json!({"password2": ["Not a valid string."], "sms_code": ["Not a valid string."]}),
+            r#"{"password2":["Not a valid string."],"sms_code":["Not a valid string."]}"#,
         ),
         (
             "null",
             json!({"username": null}),
-            json!({"username": ["该字段不能为 null。"]}),
+            r#"{"username":["该字段不能为 null。"]}"#,
         ),
         (
             "username too short",
             json!({"username": "abcd"}),
-            json!({"username": ["仅允许5-20个字符的用户名"]}),
+            r#"{"username":["仅允许5-20个字符的用户名"]}"#,
         ),
         (
             "username too long",
             json!({"username": "a".repeat(21)}),
-            json!({"username": ["仅允许5-20个字符的用户名"]}),
+            r#"{"username":["仅允许5-20个字符的用户名"]}"#,
         ),
         (
             "username with a dash",
             json!({"username": "ab-cdef"}),
-            json!({"username": ["仅允许5-20个字符的用户名"]}),
+            r#"{"username":["仅允许5-20个字符的用户名"]}"#,
         ),
         (
             "password too short",
             json!({"password": "1234567", "password2": "1234567"}),
-            json!({"password": ["仅允许8-20个字符的密码"]}),
+            r#"{"password":["仅允许8-20个字符的密码"]}"#,
         ),
         (
             "password too long",
             json!({"password": "a".repeat(21), "password2": "a".repeat(21)}),
-            json!({"password": ["仅允许8-20个字符的密码"]}),
+            r#"{"password":["仅允许8-20个字符的密码"]}"#,
         ),
         (
             "password length counts characters, not bytes",
             json!({"password": "密".repeat(21)}),
-            json!({"password": ["仅允许8-20个字符的密码"]}),
+            r#"{"password":["仅允许8-20个字符的密码"]}"#,
         ),
         (
             "NUL character in the password",
             json!({"password": "pass\u{0}word1", "password2": "pass\u{0}word1"}),
-            json!({"password": ["Null characters are not allowed."], "password2": ["Null characters are not allowed."]}),
+            r#"{"password":["Null characters are not allowed."],"password2":["Null characters are not allowed."]}"#,
         ),
         (
             "mobile second digit 2",
             json!({"mobile": "12800138000"}),
-            json!({"mobile": ["手机号格式错误"]}),
+            r#"{"mobile":["手机号格式错误"]}"#,
         ),
         (
             "mobile too long",
             json!({"mobile": "138001380000"}),
-            json!({"mobile": ["手机号格式错误"]}),
+            r#"{"mobile":["手机号格式错误"]}"#,
         ),
         (
             "allow false",
             json!({"allow": "false"}),
-            json!({"allow": ["请同意用户协议"]}),
+            r#"{"allow":["请同意用户协议"]}"#,
         ),
         (
             "allow True",
             json!({"allow": "True"}),
-            json!({"allow": ["请同意用户协议"]}),
+            r#"{"allow":["请同意用户协议"]}"#,
         ),
         (
             "field errors win over a password mismatch",
             json!({"password2": "different1", "allow": "no"}),
-            json!({"allow": ["请同意用户协议"]}),
+            r#"{"allow":["请同意用户协议"]}"#,
         ),
     ];
     for (why, patch, want) in cases {
@@ -282,8 +292,8 @@ async fn every_field_error_is_reported_together_in_the_serializers_order() {
         for (k, v) in patch.as_object().expect("object") {
             body[k] = v.clone();
         }
-        let (status, got) = status_and_json(app.register(&body).await).await;
-        assert_eq!((status, got), (400, want), "{why}");
+        let (status, got) = status_and_text(app.register(&body).await).await;
+        assert_eq!((status, got.as_str()), (400, want), "{why}");
     }
     assert_eq!(app.user_count(), 0);
     assert_eq!(
@@ -303,31 +313,32 @@ async fn taken_usernames_and_mobiles_are_field_errors_reported_with_the_others()
         (
             "username taken, other case",
             registration("aLICE123", "13900139000", CODE),
-            json!({"username": ["已存在一位使用该名字的用户。"]}),
+            r#"{"username":["已存在一位使用该名字的用户。"]}"#,
         ),
         (
             "mobile taken",
             registration("bob12345", MOBILE, CODE),
-            json!({"mobile": ["具有 手机号 的 用户 已存在。"]}),
+            r#"{"mobile":["具有 手机号 的 用户 已存在。"]}"#,
         ),
         (
             "both taken",
             registration("alice123", MOBILE, CODE),
-            json!({"username": ["已存在一位使用该名字的用户。"], "mobile": ["具有 手机号 的 用户 已存在。"]}),
+            r#"{"username":["已存在一位使用该名字的用户。"],"mobile":["具有 手机号 的 用户 已存在。"]}"#,
         ),
     ];
+    // Raw text: the order of the fields in a multi-field error is DRF's.
     for (why, body, want) in cases {
-        let (status, got) = status_and_json(app.register(&body).await).await;
-        assert_eq!((status, got), (400, want), "{why}");
+        let (status, got) = status_and_text(app.register(&body).await).await;
+        assert_eq!((status, got.as_str()), (400, want), "{why}");
     }
     let mut body = registration("alice123", MOBILE, CODE);
     body["password"] = json!("short");
-    let (status, got) = status_and_json(app.register(&body).await).await;
+    let (status, got) = status_and_text(app.register(&body).await).await;
     assert_eq!(
-        (status, got),
+        (status, got.as_str()),
         (
             400,
-            json!({"username": ["已存在一位使用该名字的用户。"], "password": ["仅允许8-20个字符的密码"], "mobile": ["具有 手机号 的 用户 已存在。"]})
+            r#"{"username":["已存在一位使用该名字的用户。"],"password":["仅允许8-20个字符的密码"],"mobile":["具有 手机号 的 用户 已存在。"]}"#
         )
     );
     assert_eq!(app.user_count(), 1);
@@ -668,90 +679,74 @@ async fn a_full_hashing_queue_answers_503_at_once() {
     }
 }
 
-/// What a malformed body must get back.
-enum Want {
-    Exact(Value),
-    DetailStartsWith(&'static str),
-}
-
 #[tokio::test]
 async fn malformed_bodies_get_a_4xx_json_answer() {
     let app = spawn_app().await;
     // 10,000 opening brackets fit the 16 KiB limit, so the parser's depth limit is what answers.
     let nested = "[".repeat(10_000);
     let megabyte = format!(r#"{{"username": "{}"}}"#, "a".repeat(1 << 20));
-    let cases: Vec<(&str, &str, Vec<u8>, u16, Want)> = vec![
+    // serde_json's messages (pinned by Cargo.lock) are passed through as DRF passes its parser's.
+    let cases: Vec<(&str, &str, Vec<u8>, u16, Value)> = vec![
         (
             "invalid JSON",
             "application/json",
             b"{\"username\": ".to_vec(),
             400,
-            Want::DetailStartsWith("JSON parse error - "),
+            json!({"detail": "JSON parse error - EOF while parsing a value at line 1 column 13"}),
         ),
         (
             "a list",
             "application/json",
             b"[1, 2]".to_vec(),
             400,
-            Want::Exact(
-                json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
-            ),
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
         ),
         (
             "a number",
             "application/json",
             b"5".to_vec(),
             400,
-            Want::Exact(
-                json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got int."]}),
-            ),
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got int."]}),
         ),
         (
             "nested 10,000 levels",
             "application/json",
             nested.into_bytes(),
             400,
-            Want::DetailStartsWith("JSON parse error - recursion limit exceeded"),
+            json!({"detail": "JSON parse error - recursion limit exceeded at line 1 column 128"}),
         ),
         (
             "1 MB",
             "application/json",
             megabyte.into_bytes(),
             413,
-            Want::Exact(json!({"detail": "请求体过大。"})),
+            json!({"detail": "请求体过大。"}),
         ),
         (
             "raw NUL bytes",
             "application/json",
             b"{\"username\": \"ab\0cde\"}".to_vec(),
             400,
-            Want::DetailStartsWith("JSON parse error - "),
+            json!({"detail": "JSON parse error - control character (\\u0000-\\u001F) found while parsing a string at line 1 column 17"}),
         ),
         (
             "invalid UTF-8",
             "application/json",
             b"{\"username\": \"\xff\xfe\"}".to_vec(),
             400,
-            Want::DetailStartsWith("JSON parse error - "),
+            json!({"detail": "JSON parse error - invalid unicode code point at line 1 column 15"}),
         ),
         (
             "plain text",
             "text/plain",
             b"username=x".to_vec(),
             415,
-            Want::Exact(json!({"detail": "不支持请求中的媒体类型 “text/plain”。"})),
+            json!({"detail": "不支持请求中的媒体类型 “text/plain”。"}),
         ),
     ];
     for (why, content_type, body, want_status, want) in cases {
         let (status, got) = status_and_json(app.register_raw(content_type, body).await).await;
-        assert_eq!(status, want_status, "{why}: {got}");
-        match want {
-            Want::Exact(body) => assert_eq!(got, body, "{why}"),
-            Want::DetailStartsWith(prefix) => {
-                let detail = got["detail"].as_str().unwrap_or_default();
-                assert!(detail.starts_with(prefix), "{why}: {got}");
-            }
-        }
+        assert_eq!((status, got), (want_status, want), "{why}");
     }
     assert_eq!(app.user_count(), 0);
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
