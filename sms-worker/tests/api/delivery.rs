@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tests::sandbox::Fault;
 
-use crate::helpers::{World, eventually, job, spawn_app, with};
+use crate::helpers::{Finished, World, eventually, job, spawn_app, with};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -150,8 +150,13 @@ async fn permanent_failures_are_not_retried() {
             )
             .await;
         assert!(done, "{why}: not finished as permanent");
-        // A retry would come within 200 ms; wait longer.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Finished for good in apalis (an `Err` would be `Failed` and scheduled again), so
+        // the calls below are all there will ever be.
+        assert_eq!(
+            world.wait_finished(&j, SECS(5)).await,
+            Finished::done(),
+            "{why}"
+        );
         let calls = world.calls(&j);
         assert_eq!(calls.len(), 1, "{why}: {calls:?}");
         assert_eq!(calls[0].status_code.as_deref(), Some(*code), "{why}");
@@ -172,7 +177,7 @@ async fn a_wrong_auth_token_is_rejected_by_the_sandbox_with_111109_and_not_retri
         app.wait_metric(r#"sms_jobs_total{outcome="permanent""#, 1.0, SECS(10))
             .await
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
     let codes: Vec<Option<String>> = world.calls(&j).into_iter().map(|c| c.status_code).collect();
     assert_eq!(codes, [Some("111109".into())]);
     assert!(world.messages(&j).is_empty());
@@ -190,6 +195,7 @@ async fn an_expired_job_is_dropped_without_calling_the_provider() {
         app.wait_metric(r#"sms_jobs_total{outcome="expired""#, 1.0, SECS(10))
             .await
     );
+    assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
     assert!(world.calls(&j).is_empty());
     assert!(world.messages(&j).is_empty());
     app.stop().await;
@@ -213,7 +219,7 @@ async fn a_retry_that_would_come_after_the_code_expires_is_not_made() {
         app.wait_metric(r#"sms_jobs_total{outcome="expired""#, 1.0, SECS(10))
             .await
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
     assert_eq!(world.calls(&j).len(), 1, "one attempt, no retry");
     assert_eq!(app.metric("sms_retries_total").await, Some(0.0));
     app.stop().await;
@@ -230,7 +236,7 @@ async fn retries_stop_after_five_attempts() {
         app.wait_metric(r#"sms_jobs_total{outcome="exhausted""#, 1.0, SECS(10))
             .await
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
     assert_eq!(world.calls(&j).len(), 5);
     assert!(world.messages(&j).is_empty());
     app.stop().await;

@@ -122,6 +122,105 @@ impl World {
     }
 }
 
+/// How apalis recorded the end of a job: its metadata's `status` and which of the queue's sets
+/// hold its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub status: String,
+    pub done: bool,
+    pub dead: bool,
+    pub scheduled: bool,
+}
+
+impl Finished {
+    /// A job the handler finished with `Ok`: never to be run again.
+    pub fn done() -> Self {
+        Self {
+            status: "Done".into(),
+            done: true,
+            dead: false,
+            scheduled: false,
+        }
+    }
+}
+
+impl World {
+    fn queue_conn(&self) -> redis::Connection {
+        redis::Client::open(self.queue_url.as_str())
+            .expect("url")
+            .get_connection()
+            .expect("queue Redis")
+    }
+
+    /// The apalis task ids whose payload is `job` (matched by its request id).
+    pub fn task_ids(&self, job: &SendSmsCode) -> Vec<String> {
+        let config = self.storage.get_config();
+        let data: std::collections::HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(config.job_data_hash())
+            .query(&mut self.queue_conn())
+            .expect("HGETALL");
+        data.into_iter()
+            .filter(|(_, payload)| {
+                serde_json::from_slice::<SendSmsCode>(payload)
+                    .is_ok_and(|p| p.request_id == job.request_id)
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// How apalis recorded the end of `job` (pushed once), `None` until it was acknowledged.
+    pub fn finished(&self, job: &SendSmsCode) -> Option<Finished> {
+        let ids = self.task_ids(job);
+        assert_eq!(ids.len(), 1, "one task for the job: {ids:?}");
+        let id = &ids[0];
+        let config = self.storage.get_config();
+        // `done_at` is written only by apalis's acknowledgement (`handle_results.lua`); the
+        // push already wrote `status` = Pending.
+        type Reply = (Option<String>, Option<String>, bool, bool, Option<f64>);
+        let (done_at, status, done, dead, scheduled): Reply = redis::pipe()
+            .cmd("HGET")
+            .arg(format!("{}:{id}", config.job_meta_hash()))
+            .arg("done_at")
+            .cmd("HGET")
+            .arg(format!("{}:{id}", config.job_meta_hash()))
+            .arg("status")
+            .cmd("SISMEMBER")
+            .arg(config.done_jobs_set())
+            .arg(id)
+            .cmd("SISMEMBER")
+            .arg(config.dead_jobs_set())
+            .arg(id)
+            .cmd("ZSCORE")
+            .arg(config.scheduled_jobs_set())
+            .arg(id)
+            .query(&mut self.queue_conn())
+            .expect("HGET, SISMEMBER, ZSCORE");
+        done_at.map(|_| Finished {
+            status: status.unwrap_or_default(),
+            done,
+            dead,
+            scheduled: scheduled.is_some(),
+        })
+    }
+
+    /// Wait for apalis to acknowledge `job` and return what it recorded first. A handler that
+    /// returned `Err` shows up as `Failed` and scheduled again (apalis retries it after
+    /// `attempt` seconds), long before such a retry could run and finish it as `Done`.
+    pub async fn wait_finished(&self, job: &SendSmsCode, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(finished) = self.finished(job) {
+                return finished;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job not acknowledged in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// The shared queue settings for `url` (same name the worker is configured with).
 pub fn queue_settings(url: &str) -> QueueSettings {
     QueueSettings::from_env(&mut Env::from_vars([
