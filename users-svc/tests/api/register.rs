@@ -591,17 +591,31 @@ async fn twenty_concurrent_registrations_of_one_mobile_create_exactly_one_accoun
     assert_eq!(app.redis_get(&format!("sms_{MOBILE}")), None);
 }
 
+/// Poll `/metrics` until it has `line` (a state the test must wait for, instead of guessing a
+/// sleep that a loaded machine could outlast); panics after 30 s.
+async fn wait_for_metric(app: &TestApp, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.expect("metrics");
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {line} in\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn losing_the_race_at_the_insert_is_the_same_400_not_a_5xx() {
     // Cost 14 makes the hash take long enough (~1 s) to slip a row in between the
     // availability pre-check and the INSERT.
     let app = spawn_app_with(&[("BCRYPT_COST", "14")]).await;
     app.store_sms_code(MOBILE, CODE);
-    let started = Instant::now();
     let body = registration("racer123", MOBILE, CODE);
     let request = app.register(&body);
     let sneak = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The hash has started, so the availability pre-check has passed: slip the row in now.
+        wait_for_metric(&app, r#"users_hash_in_progress{service="users-svc"} 1"#).await;
         app.insert_user("RACER123", "13900139000");
     };
     let (res, ()) = tokio::join!(request, sneak);
@@ -611,7 +625,6 @@ async fn losing_the_race_at_the_insert_is_the_same_400_not_a_5xx() {
         (400, json!({"username": ["已存在一位使用该名字的用户。"]}))
     );
     // A hash ran, so the availability pre-check had passed: the unique index decided.
-    assert!(started.elapsed() > Duration::from_millis(300));
     let metrics = app.get("/metrics").await.text().await.expect("metrics");
     assert!(
         metrics.contains(r#"users_password_hash_seconds_count{service="users-svc"} 1"#),
@@ -648,7 +661,7 @@ async fn a_full_hashing_queue_answers_503_at_once() {
     };
     let second = async {
         // Wait until the first one holds the only hashing slot.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        wait_for_metric(&app, r#"users_hash_in_progress{service="users-svc"} 1"#).await;
         let res = app
             .register(&registration("second12", "13900139000", CODE))
             .await;
