@@ -124,8 +124,13 @@
   }
 
   // --- checks on blur ---------------------------------------------------------------------------
+  // The server reads every field as DRF's CharField does: surrounding whitespace trimmed, then
+  // lengths counted in Unicode characters (code points). JavaScript's `.length` counts UTF-16
+  // units (an emoji is 2), so count `[...text]` instead, after the same trim.
+  const chars = (text) => [...text.trim()].length;
+
   async function checkUsername() {
-    const username = $("username").value;
+    const username = $("username").value.trim();
     if (username === "") {
       setFieldError("username", "该字段不能为空。");
       return false;
@@ -148,14 +153,15 @@
   }
 
   function checkPassword() {
-    const password = $("password").value;
-    const ok = password.length >= 8 && password.length <= 20;
-    setFieldError("password", ok ? "" : "仅允许8-20个字符的密码");
+    const length = chars($("password").value);
+    const ok = length >= 8 && length <= 20;
+    setFieldError("password", ok ? "" : length === 0 ? "该字段不能为空。" : "仅允许8-20个字符的密码");
     return ok;
   }
 
   function checkPassword2() {
-    const same = $("password2").value === $("password").value;
+    // The server compares the trimmed values.
+    const same = $("password2").value.trim() === $("password").value.trim();
     setFieldError("password2", same ? "" : "两次密码不一致");
     return same;
   }
@@ -243,7 +249,7 @@
     event.preventDefault();
     setFormError("");
     const checks = [checkPassword(), checkPassword2(), checkMobileFormat(), checkAllow()];
-    const usernameOk = USERNAME_RE.test($("username").value);
+    const usernameOk = USERNAME_RE.test($("username").value.trim());
     if (!usernameOk) setFieldError("username", "仅允许5-20个字符的用户名");
     if ($("sms-code").value === "") setFieldError("sms_code", "该字段不能为空。");
     if (!usernameOk || checks.includes(false) || $("sms-code").value === "") return;

@@ -243,3 +243,69 @@ async fn the_page_shows_throttling_and_an_unavailable_service_at_the_top() {
     );
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_counts_password_characters_after_trimming_as_the_server_does() {
+    // The server trims the password and counts Unicode characters (8–20); the page must agree, or
+    // it refuses a password the server takes (an emoji is 2 UTF-16 units) or lets through one the
+    // server refuses (spaces around it).
+    let stack = Stack::start().await;
+    let driver = ChromeDriver::start();
+    let browser = driver.session().await;
+    browser.goto(&stack.url("/")).await;
+    let client = harness::http_client();
+    let cases = [
+        (
+            "11 emoji: 22 UTF-16 units, 11 characters",
+            "😀".repeat(11),
+            true,
+        ),
+        (
+            "7 emoji: 14 UTF-16 units, 7 characters",
+            "😀".repeat(7),
+            false,
+        ),
+        ("20 CJK characters", "密".repeat(20), true),
+        ("21 ASCII characters", "a".repeat(21), false),
+        (
+            "5 characters with spaces around",
+            "   pass1   ".to_owned(),
+            false,
+        ),
+        (
+            "8 characters with spaces around",
+            "  12345678  ".to_owned(),
+            true,
+        ),
+        ("8 characters", "12345678".to_owned(), true),
+        ("only spaces", "          ".to_owned(), false),
+    ];
+    let mut failures = Vec::new();
+    for (what, password, accepted) in cases {
+        // Set through script: ChromeDriver types only characters of the Basic Multilingual Plane.
+        let shown = browser
+            .execute(
+                "const p = document.getElementById('password'); p.value = arguments[0]; \
+                 p.dispatchEvent(new Event('blur')); \
+                 return document.getElementById('password-error').textContent;",
+                vec![json!(password)],
+            )
+            .await;
+        let reply = crate::stack::Reply::of(
+            client
+                .post(stack.url("/users/"))
+                .json(&json!({"password": password})),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{what}: the other fields are missing");
+        let server_error = reply.json().get("password").cloned();
+        let page_accepts = shown == json!("");
+        if page_accepts != accepted || server_error.is_none() != accepted {
+            failures.push(format!(
+                "{what}: expected accepted={accepted}; page shows {shown}, server says {server_error:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    browser.quit().await;
+}
