@@ -44,10 +44,14 @@ pub struct Consumer {
     /// `SMS_WORKER_MISSED_HEARTBEATS` (default 4): a worker silent for this many heartbeats is
     /// dead, and the jobs it held go back to the queue (default: after 20–25 s).
     pub missed_heartbeats: usize,
-    /// `SMS_QUEUE_RETENTION_SECS` (default 3600): finished jobs stay in the queue's Redis this
-    /// long for inspection, then are deleted.
+    /// `SMS_QUEUE_RETENTION_SECS` (default 600: the code's 300 s life plus a margin): finished
+    /// jobs (done or dead) stay in the queue's Redis this long for inspection, then are
+    /// deleted; their payload holds the plaintext code, so not much longer than it is valid.
     pub retention: Duration,
 }
+
+/// Default `SMS_QUEUE_RETENTION_SECS`: the code's life plus five minutes.
+pub const DEFAULT_RETENTION_SECS: u64 = shared::keys::SMS_CODE_TTL_SECS + 300;
 
 /// Retries of one job.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +124,7 @@ impl Config {
             batch_size: env.int_in("SMS_WORKER_BATCH", concurrency, 1, 10_000),
             heartbeat: env.seconds("SMS_WORKER_HEARTBEAT_SECS", 5),
             missed_heartbeats: env.int_in("SMS_WORKER_MISSED_HEARTBEATS", 4usize, 2, 1000),
-            retention: env.seconds("SMS_QUEUE_RETENTION_SECS", 3600),
+            retention: env.seconds("SMS_QUEUE_RETENTION_SECS", DEFAULT_RETENTION_SECS),
         };
         let retry = Retry {
             max_attempts: env.int_in("SMS_MAX_ATTEMPTS", 5u32, 1, 20),
@@ -194,6 +198,7 @@ mod tests {
         assert_eq!(c.consumer.batch_size, 32);
         assert_eq!(c.consumer.poll_interval, Duration::from_millis(100));
         assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.consumer.retention, Duration::from_secs(600));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         let Provider::Ccp(ccp) = c.provider else {
             panic!("ccp is the default provider")

@@ -5,13 +5,17 @@
 //!   unpack"). Producers push into the scheduled set, so a backlog that large (workers down for
 //!   a few seconds at peak) would make every fetch fail, forever. [`promote_backlog`] moves due
 //!   jobs over in chunks whenever more than one chunk is due.
-//! - **Reaper.** A finished job keeps its payload (`{queue}:data`), its metadata hash
-//!   (`{queue}:meta:{id}`) and its id in `{queue}:done` forever: about 0.5 KB per SMS, without
-//!   bound. [`reap_finished`] deletes jobs finished longer than `SMS_QUEUE_RETENTION_SECS` ago
-//!   (kept that long for inspection).
+//! - **Reaper.** A finished job keeps its payload (`{queue}:data`, the plaintext code
+//!   included), its metadata hash (`{queue}:meta:{id}`) and its id in `{queue}:done` (or, for
+//!   a job apalis gave up on, `{queue}:dead`) forever: about 0.5 KB per SMS, without bound.
+//!   [`reap_finished`] deletes jobs of both sets finished longer than `SMS_QUEUE_RETENTION_SECS`
+//!   ago (default 600 s: the code's 300 s life plus a margin for inspection, so a code does
+//!   not outlive its use in Redis by much).
 //!
 //! Every worker process runs them; the scripts are atomic, so running them twice is harmless.
+//! The scripts are statics: built (and hashed) once, not on every one-second round.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use apalis_redis::ConnectionManager;
@@ -24,6 +28,53 @@ const CHUNK: usize = 1000;
 /// Script calls per chore and round, so a huge pile is worked off over several rounds.
 const MAX_CALLS: usize = 20;
 
+/// Move up to ARGV[2] due jobs (score ≤ ARGV[1]) from the scheduled set to the active list.
+static PROMOTE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local ids = redis.call('zrangebyscore', KEYS[1], 0, ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+        if #ids > 0 then
+            redis.call('rpush', KEYS[2], unpack(ids))
+            redis.call('zrem', KEYS[1], unpack(ids))
+        end
+        return #ids",
+    )
+});
+
+/// Sample up to ARGV[2] ids of a finished set (KEYS[1]: done or dead) and delete those
+/// finished at or before ARGV[1]: payload (KEYS[2]), metadata (KEYS[3]:id) and set entry.
+static REAP: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local ids = redis.call('srandmember', KEYS[1], tonumber(ARGV[2]))
+        local reaped = 0
+        for _, id in ipairs(ids) do
+            local meta = KEYS[3] .. ':' .. id
+            local done_at = tonumber(redis.call('hget', meta, 'done_at') or '0') or 0
+            if done_at <= tonumber(ARGV[1]) then
+                redis.call('hdel', KEYS[2], id)
+                redis.call('del', meta)
+                redis.call('srem', KEYS[1], id)
+                reaped = reaped + 1
+            end
+        end
+        return {reaped, #ids}",
+    )
+});
+
+/// Move up to ARGV[1] ids of an in-flight set (KEYS[1]) to the end of the active list.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local ids = redis.call('srandmember', KEYS[1], tonumber(ARGV[1]))
+        if #ids > 0 then
+            redis.call('rpush', KEYS[2], unpack(ids))
+            redis.call('srem', KEYS[1], unpack(ids))
+        end
+        return #ids",
+    )
+});
+
 /// Run both chores every second until `stop`.
 pub async fn run(storage: SmsStorage, retention: Duration, mut stop: watch::Receiver<bool>) {
     let config = storage.get_config().clone();
@@ -31,6 +82,7 @@ pub async fn run(storage: SmsStorage, retention: Duration, mut stop: watch::Rece
         scheduled: config.scheduled_jobs_set(),
         active: config.active_jobs_list(),
         done: config.done_jobs_set(),
+        dead: config.dead_jobs_set(),
         data: config.job_data_hash(),
         meta: config.job_meta_hash(),
     };
@@ -62,6 +114,7 @@ pub struct Keys {
     pub scheduled: String,
     pub active: String,
     pub done: String,
+    pub dead: String,
     pub data: String,
     pub meta: String,
 }
@@ -72,14 +125,6 @@ pub async fn promote_backlog(
     conn: &mut ConnectionManager,
     keys: &Keys,
 ) -> redis::RedisResult<usize> {
-    const PROMOTE: &str = r"
-        local ids = redis.call('zrangebyscore', KEYS[1], 0, ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-        if #ids > 0 then
-            redis.call('rpush', KEYS[2], unpack(ids))
-            redis.call('zrem', KEYS[1], unpack(ids))
-        end
-        return #ids";
-    let script = redis::Script::new(PROMOTE);
     let mut moved = 0;
     for _ in 0..MAX_CALLS {
         let now = chrono::Utc::now().timestamp();
@@ -92,7 +137,7 @@ pub async fn promote_backlog(
         if due <= CHUNK {
             break;
         }
-        moved += script
+        moved += PROMOTE
             .key(&keys.scheduled)
             .key(&keys.active)
             .arg(now)
@@ -103,44 +148,32 @@ pub async fn promote_backlog(
     Ok(moved)
 }
 
-/// Delete jobs in the done set that finished at least `retention` ago: payload, metadata and
-/// done-set entry. Samples the set at random (`SRANDMEMBER`), so it needs no cursor and copes
-/// with ids arriving meanwhile; keeps going while most of a sample was old enough.
+/// Delete jobs in the done and dead sets that finished at least `retention` ago: payload,
+/// metadata and set entry. Samples each set at random (`SRANDMEMBER`), so it needs no cursor
+/// and copes with ids arriving meanwhile; keeps going while most of a sample was old enough.
 pub async fn reap_finished(
     conn: &mut ConnectionManager,
     keys: &Keys,
     retention: Duration,
 ) -> redis::RedisResult<usize> {
-    const REAP: &str = r"
-        local ids = redis.call('srandmember', KEYS[1], tonumber(ARGV[2]))
-        local reaped = 0
-        for _, id in ipairs(ids) do
-            local meta = KEYS[3] .. ':' .. id
-            local done_at = tonumber(redis.call('hget', meta, 'done_at') or '0') or 0
-            if done_at <= tonumber(ARGV[1]) then
-                redis.call('hdel', KEYS[2], id)
-                redis.call('del', meta)
-                redis.call('srem', KEYS[1], id)
-                reaped = reaped + 1
-            end
-        end
-        return {reaped, #ids}";
-    let script = redis::Script::new(REAP);
     let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
     let mut reaped = 0;
-    for _ in 0..MAX_CALLS {
-        let cutoff = chrono::Utc::now().timestamp().saturating_sub(retention);
-        let (n, sampled): (usize, usize) = script
-            .key(&keys.done)
-            .key(&keys.data)
-            .key(&keys.meta)
-            .arg(cutoff)
-            .arg(CHUNK)
-            .invoke_async(conn)
-            .await?;
-        reaped += n;
-        if n * 2 < sampled || sampled < CHUNK {
-            break;
+    // Dead jobs (apalis gave up on them) hold codes just as done ones do.
+    for set in [&keys.done, &keys.dead] {
+        for _ in 0..MAX_CALLS {
+            let cutoff = chrono::Utc::now().timestamp().saturating_sub(retention);
+            let (n, sampled): (usize, usize) = REAP
+                .key(set)
+                .key(&keys.data)
+                .key(&keys.meta)
+                .arg(cutoff)
+                .arg(CHUNK)
+                .invoke_async(conn)
+                .await?;
+            reaped += n;
+            if n * 2 < sampled || sampled < CHUNK {
+                break;
+            }
         }
     }
     Ok(reaped)
@@ -152,17 +185,9 @@ pub async fn release_inflight(
     inflight: &str,
     active: &str,
 ) -> redis::RedisResult<usize> {
-    const RELEASE: &str = r"
-        local ids = redis.call('srandmember', KEYS[1], tonumber(ARGV[1]))
-        if #ids > 0 then
-            redis.call('rpush', KEYS[2], unpack(ids))
-            redis.call('srem', KEYS[1], unpack(ids))
-        end
-        return #ids";
-    let script = redis::Script::new(RELEASE);
     let mut moved = 0;
     for _ in 0..MAX_CALLS {
-        let n: usize = script
+        let n: usize = RELEASE
             .key(inflight)
             .key(active)
             .arg(CHUNK)

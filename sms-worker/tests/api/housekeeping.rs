@@ -1,5 +1,5 @@
 //! The chores apalis-redis leaves undone: a huge backlog of due jobs is still consumed, and
-//! finished jobs are deleted from the queue's Redis after the retention time.
+//! finished jobs (done or dead) are deleted from the queue's Redis after the retention time.
 
 use std::time::Duration;
 
@@ -27,23 +27,78 @@ async fn a_backlog_larger_than_a_lua_unpack_is_consumed() {
     app.stop().await;
 }
 
-/// (finished jobs in the done set, payloads in the data hash) of the test queue.
-fn queue_leftovers(world: &World) -> (u64, u64) {
+/// What finished jobs leave in the test queue's Redis.
+#[derive(Debug, PartialEq, Eq)]
+struct Leftovers {
+    done: u64,
+    dead: u64,
+    payloads: u64,
+    metas: usize,
+}
+
+fn queue_leftovers(world: &World) -> Leftovers {
     let config = queue_settings(&world.queue_url).apalis_config();
     let client = redis::Client::open(world.queue_url.as_str()).expect("url");
     let mut conn = client.get_connection().expect("queue Redis");
-    redis::pipe()
+    let (done, dead, payloads, metas): (u64, u64, u64, Vec<String>) = redis::pipe()
         .cmd("SCARD")
         .arg(config.done_jobs_set())
+        .cmd("SCARD")
+        .arg(config.dead_jobs_set())
         .cmd("HLEN")
         .arg(config.job_data_hash())
+        // The test's own small database: KEYS is fine here.
+        .cmd("KEYS")
+        .arg(format!("{}:*", config.job_meta_hash()))
         .query(&mut conn)
-        .expect("SCARD, HLEN")
+        .expect("SCARD, SCARD, HLEN, KEYS");
+    Leftovers {
+        done,
+        dead,
+        payloads,
+        metas: metas.len(),
+    }
+}
+
+/// Push `n` jobs and record them as apalis records a job it gave up on (`handle_results.lua`:
+/// out of the scheduled set, into the dead set, metadata with status and `done_at` now).
+async fn seed_dead_jobs(world: &World, n: usize) {
+    let config = queue_settings(&world.queue_url).apalis_config();
+    let jobs: Vec<_> = (0..n).map(|_| job()).collect();
+    for j in &jobs {
+        world.push(j).await;
+    }
+    let client = redis::Client::open(world.queue_url.as_str()).expect("url");
+    let mut conn = client.get_connection().expect("queue Redis");
+    let now = chrono::Utc::now().timestamp();
+    for j in &jobs {
+        let ids = world.task_ids(j);
+        assert_eq!(ids.len(), 1);
+        let id = &ids[0];
+        let () = redis::pipe()
+            .cmd("ZREM")
+            .arg(config.scheduled_jobs_set())
+            .arg(id)
+            .ignore()
+            .cmd("SADD")
+            .arg(config.dead_jobs_set())
+            .arg(id)
+            .ignore()
+            .cmd("HSET")
+            .arg(format!("{}:{id}", config.job_meta_hash()))
+            .arg(&["status", "Killed", "attempts", "25"][..])
+            .arg("done_at")
+            .arg(now)
+            .ignore()
+            .query(&mut conn)
+            .expect("ZREM, SADD, HSET");
+    }
 }
 
 #[tokio::test]
-async fn finished_jobs_are_kept_for_the_retention_time_then_deleted() {
+async fn finished_and_dead_jobs_are_kept_for_the_retention_time_then_deleted() {
     let world = World::new().await;
+    seed_dead_jobs(&world, 2).await;
     let app = spawn_app(with(world.vars(), &[("SMS_PROVIDER", "log")])).await;
     for _ in 0..30 {
         world.push(&job()).await;
@@ -55,8 +110,13 @@ async fn finished_jobs_are_kept_for_the_retention_time_then_deleted() {
     tokio::time::sleep(SECS(2)).await;
     assert_eq!(
         queue_leftovers(&world),
-        (30, 30),
-        "default retention: an hour"
+        Leftovers {
+            done: 30,
+            dead: 2,
+            payloads: 32,
+            metas: 32
+        },
+        "default retention: 600 s"
     );
     app.stop().await;
 
@@ -65,8 +125,14 @@ async fn finished_jobs_are_kept_for_the_retention_time_then_deleted() {
         &[("SMS_PROVIDER", "log"), ("SMS_QUEUE_RETENTION_SECS", "1")],
     ))
     .await;
+    let none = Leftovers {
+        done: 0,
+        dead: 0,
+        payloads: 0,
+        metas: 0,
+    };
     assert!(
-        eventually(SECS(10), || queue_leftovers(&world) == (0, 0)).await,
+        eventually(SECS(10), || queue_leftovers(&world) == none).await,
         "left: {:?}",
         queue_leftovers(&world)
     );
