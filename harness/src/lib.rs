@@ -26,6 +26,7 @@
 pub mod mariadb;
 pub mod process;
 pub mod redis;
+pub mod service;
 
 pub use mariadb::{TestDatabase, test_database};
 pub use redis::{RedisServer, TestRedis, test_redis};

@@ -5,15 +5,6 @@ use serde_json::{Value, json};
 use crate::helpers::{World, spawn_app, with};
 
 #[tokio::test]
-async fn healthz_answers_200_json() {
-    let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
-    let res = app.get("/healthz").await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.expect("body"), r#"{"status":"ok"}"#);
-}
-
-#[tokio::test]
 async fn readyz_is_200_with_both_redis_databases_and_503_naming_the_one_that_is_down() {
     let world = World::new().await;
     let app = spawn_app(world.vars()).await;
@@ -85,24 +76,8 @@ async fn metrics_expose_jobs_latency_retries_and_queue_depth() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_wrong_methods_answer_drf_json() {
+async fn healthz_unknown_routes_and_wrong_methods_answer_json() {
     let world = World::new().await;
     let app = spawn_app(world.vars()).await;
-    let res = app.get("/nope/").await;
-    assert_eq!(res.status(), 404);
-    assert_eq!(
-        res.text().await.expect("body"),
-        r#"{"detail":"Not found."}"#
-    );
-    let res = app
-        .http
-        .post(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(res.status(), 405);
-    assert_eq!(
-        res.text().await.expect("body"),
-        r#"{"detail":"方法 “POST” 不被允许。"}"#
-    );
+    harness::service::assert_health_and_framework_errors(&app.http, &app.address).await;
 }

@@ -1,0 +1,64 @@
+//! Assertions every service's own tests share: the operational endpoints and the framework
+//! errors answer the same way in each service, so each checks them with the same code.
+
+/// `GET /healthz` is 200 `{"status":"ok"}`; an unknown route is 404 `{"detail":"Not found."}`;
+/// a wrong method on a known route is 405 with DRF's text. `address` is `http://127.0.0.1:PORT`.
+pub async fn assert_health_and_framework_errors(http: &reqwest::Client, address: &str) {
+    let cases = [
+        (
+            "healthz",
+            http.get(format!("{address}/healthz")),
+            200,
+            r#"{"status":"ok"}"#,
+        ),
+        (
+            "unknown route",
+            http.get(format!("{address}/nope/")),
+            404,
+            r#"{"detail":"Not found."}"#,
+        ),
+        (
+            "wrong method",
+            http.post(format!("{address}/healthz")),
+            405,
+            r#"{"detail":"方法 “POST” 不被允许。"}"#,
+        ),
+    ];
+    for (why, request, status, body) in cases {
+        let res = request.send().await.expect("the service answers");
+        let got_status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let got_body = res.text().await.expect("a body");
+        assert_eq!((got_status, got_body.as_str()), (status, body), "{why}");
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{why}");
+    }
+}
+
+/// A `/readyz` answer of 503 with `Retry-After: 5` whose body names exactly the `failed` checks.
+pub async fn assert_unready(res: reqwest::Response, failed: &[&str]) {
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: serde_json::Value = res.json().await.expect("a JSON body");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    let mut named: Vec<&str> = body["failed"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    named.sort_unstable();
+    assert_eq!(named, failed, "{body}");
+    for name in failed {
+        assert!(
+            body["failed"][name].is_string(),
+            "{name} has a reason: {body}"
+        );
+    }
+}
