@@ -125,22 +125,24 @@ pub fn random_text<R: Rng + ?Sized>(rng: &mut R) -> String {
         .collect()
 }
 
+/// A colour whose red, green and blue each lie in `range`: the bands keep text dark, noise mid-tone
+/// and the background pale, whatever the hue.
+fn colour_in<R: Rng + ?Sized>(rng: &mut R, range: std::ops::RangeInclusive<u8>) -> Rgb<u8> {
+    Rgb([
+        rng.random_range(range.clone()),
+        rng.random_range(range.clone()),
+        rng.random_range(range),
+    ])
+}
+
 /// Draw `text` (characters from [`ALPHABET`]; others are skipped) into a new image.
 pub fn draw<R: Rng + ?Sized>(text: &str, rng: &mut R) -> RgbImage {
-    let background = Rgb([
-        rng.random_range(228..=252),
-        rng.random_range(228..=252),
-        rng.random_range(228..=252),
-    ]);
+    let background = colour_in(rng, 228..=252);
     let mut img = RgbImage::from_pixel(WIDTH, HEIGHT, background);
 
     // Pale arcs behind the text: texture that thresholding has to remove first.
     for _ in 0..2 {
-        let pale = Rgb([
-            rng.random_range(170..=215),
-            rng.random_range(170..=215),
-            rng.random_range(170..=215),
-        ]);
+        let pale = colour_in(rng, 170..=215);
         draw_hollow_ellipse_mut(
             &mut img,
             (
@@ -170,11 +172,7 @@ pub fn draw<R: Rng + ?Sized>(text: &str, rng: &mut R) -> RgbImage {
             shear: rng.random_range(-0.25..0.25),
             dy: rng.random_range(-2.5..2.5),
             gap: rng.random_range(-2.5..0.5),
-            colour: Rgb([
-                rng.random_range(0..=110),
-                rng.random_range(0..=110),
-                rng.random_range(0..=110),
-            ]),
+            colour: colour_in(rng, 0..=110),
         })
         .collect();
     let glyphs = &*GLYPHS;
@@ -216,11 +214,7 @@ pub fn draw<R: Rng + ?Sized>(text: &str, rng: &mut R) -> RgbImage {
 
     // Thin lines in mid tones and scattered dots.
     for _ in 0..3 {
-        let colour = Rgb([
-            rng.random_range(90..=190),
-            rng.random_range(90..=190),
-            rng.random_range(90..=190),
-        ]);
+        let colour = colour_in(rng, 90..=190);
         draw_line_segment_mut(
             &mut img,
             (
@@ -235,11 +229,7 @@ pub fn draw<R: Rng + ?Sized>(text: &str, rng: &mut R) -> RgbImage {
         );
     }
     for _ in 0..70 {
-        let colour = Rgb([
-            rng.random_range(40..=200),
-            rng.random_range(40..=200),
-            rng.random_range(40..=200),
-        ]);
+        let colour = colour_in(rng, 40..=200);
         img.put_pixel(
             rng.random_range(0..WIDTH),
             rng.random_range(0..HEIGHT),
