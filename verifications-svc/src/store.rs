@@ -20,7 +20,8 @@
 //!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the
 //!    IP limit do not use up their own phones' daily quota). Over a limit, the flag is given
 //!    back; else `SETEX sms_{mobile} 300` and `DEL sms_attempts_{mobile}`.
-//! 3. the apalis push (on the queue's own connection).
+//! 3. the apalis push (on the queue's own connection; task id = the request id, so a push
+//!    that errors after Redis stored it is found by one exact lookup and not undone).
 //!
 //! The claim also returns the code it replaced (and its wrong-guess counter) with their PTTLs,
 //! at no extra round trip. If the push fails, [`release_send`] (a fourth round trip, only then)

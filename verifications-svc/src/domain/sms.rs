@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use apalis::prelude::TaskSink;
+use apalis::prelude::{FetchById, TaskBuilder, TaskId, TaskSink};
 use chrono::Utc;
 use rand::RngExt;
 use redis::aio::ConnectionManager;
@@ -156,6 +156,12 @@ impl std::fmt::Debug for SmsCodes {
     }
 }
 
+/// The apalis task id of the job of `request_id`: chosen by us, so that a push whose reply was
+/// lost can be checked with one `fetch_by_id` instead of a scan of the queue.
+pub fn job_task_id(request_id: uuid::Uuid) -> TaskId {
+    TaskId::from_string(request_id.to_string())
+}
+
 /// A new 6-digit code from the thread's CSPRNG.
 pub fn random_code() -> SmsCode {
     let n: u32 = rand::rng().random_range(0..1_000_000);
@@ -217,7 +223,27 @@ impl SmsCodes {
             request_id: claim.request_id,
             created_at: Utc::now(),
         };
-        if let Err(e) = self.queue.clone().push(job).await {
+        // The job's task id is its request id: apalis stores it with HSETNX under that id, so
+        // after a push error one exact lookup tells whether Redis stored the job anyway.
+        let task_id = job_task_id(claim.request_id);
+        let mut queue = self.queue.clone();
+        let task = TaskBuilder::new(job).task_id(task_id.clone()).build();
+        if let Err(e) = queue.push_task(task).await {
+            // A timeout can come after Redis stored the job (the reply was lost): then the job
+            // is queued and will be sent, so this is a success; giving the flag back would let
+            // a retry send a second SMS within 60 s.
+            match queue.fetch_by_id(&task_id).await {
+                Ok(Some(_)) => {
+                    tracing::warn!(mobile = %mobile, sms_request_id = %claim.request_id, error = %e,
+                        "the queue push reported an error but the job is queued");
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(check) => {
+                    tracing::warn!(mobile = %mobile, error = %check,
+                        "cannot tell whether the failed push was stored");
+                }
+            }
             // Put back the code this one replaced: the user may have it and it is still valid.
             self.release(&claim, true, previous.as_ref(), claimed_at)
                 .await;

@@ -954,3 +954,92 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
     assert_eq!(app.value(&format!("sms_{MOBILE}")), None);
     assert_eq!(app.value(&format!("send_flag_{MOBILE}")), None);
 }
+
+/// A push that times out after Redis stored the job: the queue Redis is paused (`CLIENT PAUSE`,
+/// real server, no stand-in) for longer than `QUEUE_TIMEOUT_MS` (300 ms), so the push script
+/// waits in its socket, the client gives up, and Redis then runs it: the job is stored although
+/// the service saw an error. The service's lookup of the job by its task id (the request id)
+/// queues behind it on the same connection and finds it: the answer is 200, the flag and the
+/// code stay, no limit hit is refunded, and a retry within 60 s is refused, so one SMS is sent.
+#[tokio::test]
+async fn a_push_that_times_out_after_redis_stored_the_job_is_a_success_not_a_second_sms() {
+    let queue = harness::RedisServer::start();
+    let app = spawn_app_with(Options {
+        queue_url: Some(queue.url(0)),
+        ..Options::default()
+    })
+    .await;
+    // Warm the queue connection up, so the paused command is the push itself.
+    assert_eq!(send(&app, "13900000001").await.status().as_u16(), 200);
+    let mut control = redis::Client::open(queue.url(0))
+        .expect("URL")
+        .get_connection()
+        .expect("the queue Redis accepts connections");
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(450)
+        .arg("ALL")
+        .query(&mut control)
+        .expect("CLIENT PAUSE");
+    let started = std::time::Instant::now();
+    let (status, body) = status_and_body(send(&app, MOBILE).await).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the push really waited for the paused Redis: {:?}",
+        started.elapsed()
+    );
+    assert_eq!((status, body.as_str()), (200, OK));
+
+    let jobs: Vec<_> = app
+        .queued_jobs()
+        .into_iter()
+        .filter(|j| j.mobile.as_str() == MOBILE)
+        .collect();
+    assert_eq!(jobs.len(), 1, "exactly one job for the mobile");
+    let flag = app
+        .value(&format!("send_flag_{MOBILE}"))
+        .expect("the send flag is kept");
+    assert_eq!(flag, jobs[0].request_id.to_string(), "held by this request");
+    assert_eq!(
+        app.value(&format!("sms_{MOBILE}")).as_deref(),
+        Some(jobs[0].code.as_str()),
+        "the queued code is the stored one"
+    );
+    assert_eq!(
+        app.value(&format!("rl:sms_mobile:{MOBILE}")).as_deref(),
+        Some("1"),
+        "the send counts against the limit"
+    );
+    let (status, body) = status_and_body(send(&app, MOBILE).await).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (400, FREQUENT),
+        "a retry sends no second SMS"
+    );
+    assert_eq!(app.queued_jobs().len(), 2, "the warm-up job and this one");
+    assert_eq!(
+        app.metric(r#"sms_sends_refused_total{reason="unavailable",service="verifications-svc"}"#)
+            .await,
+        0
+    );
+}
+
+/// The job's apalis task id is its request id, so the lookup after a failed push is exact.
+#[tokio::test]
+async fn the_job_is_stored_under_its_request_id_as_task_id() {
+    let app = spawn_app().await;
+    assert_eq!(send(&app, MOBILE).await.status().as_u16(), 200);
+    let jobs = app.queued_jobs();
+    assert_eq!(jobs.len(), 1);
+    let mut conn = redis::Client::open(app.queue.redis_url.as_str())
+        .expect("URL")
+        .get_connection()
+        .expect("connects");
+    let stored: bool = conn
+        .hexists(
+            app.queue.apalis_config().job_data_hash(),
+            jobs[0].request_id.to_string(),
+        )
+        .expect("HEXISTS");
+    assert!(stored, "the data hash field is the request id");
+}
