@@ -41,6 +41,12 @@ pub fn sms_sent(request_id: &uuid::Uuid) -> String {
     format!("sms_sent:{request_id}")
 }
 
+/// `sms_send_attempts:{request_id}`: how many times sms-worker has called the provider for one
+/// job, across redeliveries and worker processes (DESIGN §4: at most 5 attempts per job).
+pub fn sms_send_attempts(request_id: &uuid::Uuid) -> String {
+    format!("sms_send_attempts:{request_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +63,14 @@ mod tests {
         assert_eq!(
             sms_sent(&uuid::Uuid::nil()),
             "sms_sent:00000000-0000-0000-0000-000000000000"
+        );
+    }
+
+    #[test]
+    fn the_send_attempts_key_is_per_request_id() {
+        assert_eq!(
+            sms_send_attempts(&uuid::Uuid::nil()),
+            "sms_send_attempts:00000000-0000-0000-0000-000000000000"
         );
     }
 }

@@ -12,8 +12,8 @@ use shared::queue::QueueSettings;
 pub struct Config {
     /// `HOST`, `PORT` (default 8003): the health and metrics port.
     pub listen: Listen,
-    /// `REDIS_URL`: the verify-codes database, where the "sent" markers live; default
-    /// `redis://127.0.0.1:6379/2`.
+    /// `REDIS_URL`: the verify-codes database, where the "sent" markers and the attempt
+    /// counters live; default `redis://127.0.0.1:6379/2`.
     pub redis_url: String,
     /// `REDIS_TIMEOUT_MS` (default 1000): connect and response timeout of marker commands.
     pub redis_timeout: Duration,
@@ -56,7 +56,7 @@ pub const DEFAULT_RETENTION_SECS: u64 = shared::keys::SMS_CODE_TTL_SECS + 300;
 /// Retries of one job.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
-    /// `SMS_MAX_ATTEMPTS` (default 5): provider calls per job at most.
+    /// `SMS_MAX_ATTEMPTS` (default 5): provider calls per job at most, across redeliveries.
     pub max_attempts: u32,
     /// `SMS_RETRY_BASE_MS` (default 250): the first backoff; it doubles per retry.
     pub base_delay: Duration,

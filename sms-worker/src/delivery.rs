@@ -3,10 +3,20 @@
 //! 1. A job whose code has expired (`created_at + ttl`) is dropped, never sent.
 //! 2. A job whose "sent" marker exists was delivered before (the queue redelivers at least
 //!    once): nothing is sent again.
-//! 3. Otherwise the provider is called, at most `SMS_MAX_ATTEMPTS` times. A retryable failure
-//!    waits an exponentially growing, jittered delay, unless the code would expire first;
-//!    a permanent failure is logged at error level with the provider's code and not retried.
+//! 3. Otherwise the provider is called, at most `SMS_MAX_ATTEMPTS` times per job, counted in
+//!    Redis (`sms_send_attempts:{request_id}`, see [`crate::markers`]) right before each call,
+//!    so the limit holds across redeliveries and workers; a job whose count has reached the
+//!    maximum is finished as exhausted without a call. A retryable failure waits an
+//!    exponentially growing, jittered delay, unless the code would expire first; a permanent
+//!    failure is logged at error level with the provider's code and not retried.
 //! 4. On success the marker is set.
+//!
+//! If the verify-codes Redis is unreachable, codes are still sent, as with the markers: the
+//! attempt number then continues from the last one Redis gave (from 1 for a job that never
+//! reached it), so this process still makes at most `SMS_MAX_ATTEMPTS` calls per delivery,
+//! but the cross-redelivery limit is lost for as long as Redis is down. An unsent code blocks
+//! a registration; a few extra calls for a job cost little, and CCP's `reqId` still stops a
+//! second message.
 //!
 //! Mobiles are logged masked (`Mobile`'s `Display`); codes are never logged.
 
@@ -109,7 +119,24 @@ impl Deliverer {
         }
 
         let provider = self.provider.name();
-        for attempt in 1..=self.retry.max_attempts {
+        let max = self.retry.max_attempts;
+        // The last attempt number this delivery used: the fallback base when Redis cannot count.
+        let mut previous = 0u32;
+        loop {
+            let attempt = match self.markers.count_attempt(job).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(%mobile, sms_request_id = %request_id, error = %e, "cannot count the attempt in Redis; counting in memory and sending anyway");
+                    previous.saturating_add(1)
+                }
+            };
+            previous = attempt;
+            if attempt > max {
+                // Earlier deliveries of this job (before a requeue, a crash or a restart)
+                // already used every attempt.
+                tracing::error!(%mobile, sms_request_id = %request_id, attempt, max, provider, "no attempts left from earlier deliveries; provider not called");
+                return Outcome::Exhausted;
+            }
             let started = Instant::now();
             let result = self.provider.send(job).await;
             let elapsed = started.elapsed();
@@ -135,7 +162,7 @@ impl Deliverer {
                     return Outcome::Permanent;
                 }
                 Attempt::Retryable { reason } => {
-                    if attempt == self.retry.max_attempts {
+                    if attempt >= max {
                         tracing::error!(%mobile, sms_request_id = %request_id, attempt, provider, reason, "provider call failed; no attempts left");
                         return Outcome::Exhausted;
                     }
@@ -155,7 +182,6 @@ impl Deliverer {
                 }
             }
         }
-        Outcome::Exhausted
     }
 
     /// Wait `delay`; `false` if the worker began stopping meanwhile.

@@ -7,7 +7,7 @@
 //! - [`housekeeping`]: the backlog guard and the reaper of finished jobs;
 //! - [`delivery`]: the rules of one delivery (expiry, idempotency, retries with backoff);
 //! - [`provider`]: the provider trait and its `ccp` and `log` implementations;
-//! - [`markers`]: the "sent" markers in the verify-codes Redis;
+//! - [`markers`]: the "sent" markers and the attempt counters in the verify-codes Redis;
 //! - [`startup`]: building and running it all, and the graceful stop.
 
 pub mod config;

@@ -2,6 +2,11 @@
 //! accepted a job's message. The queue delivers at least once (a redelivered or orphaned job
 //! comes back), so the worker checks the marker before sending; CCP's `reqId` de-duplication
 //! is the second guard for the window between the provider's answer and the marker write.
+//!
+//! Beside them, in the same Redis, the attempt counters `sms_send_attempts:{request_id}`: the
+//! provider calls made for a job so far, by any worker. A counter in memory would start again
+//! at 1 whenever the job is redelivered (SIGTERM requeue, orphan recovery, a new worker), so
+//! one job could reach the provider `SMS_MAX_ATTEMPTS` × k times; the shared one cannot.
 
 use std::time::Duration;
 
@@ -63,6 +68,23 @@ impl SentMarkers {
             .query_async::<Option<String>>(&mut self.conn.clone())
             .await
             .map(drop)
+    }
+
+    /// Count one provider attempt for `job` and return the count including it: `INCR`, then
+    /// `PEXPIRE` to the code's remaining life, in one `MULTI`/`EXEC` round trip (atomic, so
+    /// two workers holding the same job never read the same number, and the counter never
+    /// outlives the code: once the code expired the job is dropped before any attempt).
+    pub async fn count_attempt(&self, job: &SendSmsCode) -> redis::RedisResult<u32> {
+        let remaining_ms = (job.expires_at() - Utc::now()).num_milliseconds().max(1);
+        let key = keys::sms_send_attempts(&job.request_id);
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .pexpire(&key, remaining_ms)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// `PING`, for `/readyz`.

@@ -32,6 +32,13 @@ async fn one_job_is_delivered_exactly_once_with_the_code_the_minutes_and_its_req
     // The marker lives a little longer than the code (300 s + 60 s margin).
     let ttl = world.marker_ttl(&j);
     assert!((350..=360).contains(&ttl), "marker TTL {ttl}");
+    // One attempt counted, forgotten no later than the code expires.
+    let (count, ttl_ms) = world.attempts(&j);
+    assert_eq!(count, Some(1));
+    assert!(
+        (290_000..=300_000).contains(&ttl_ms),
+        "attempts TTL {ttl_ms} ms"
+    );
     assert!(
         app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 1.0, SECS(2))
             .await
@@ -239,6 +246,60 @@ async fn retries_stop_after_five_attempts() {
     assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
     assert_eq!(world.calls(&j).len(), 5);
     assert!(world.messages(&j).is_empty());
+    // Counted in Redis, which forgets the count no later than the code expires.
+    let (count, ttl_ms) = world.attempts(&j);
+    assert_eq!(count, Some(5));
+    assert!((1..=300_000).contains(&ttl_ms), "attempts TTL {ttl_ms} ms");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_job_gets_only_the_attempts_earlier_deliveries_left() {
+    let world = World::new().await;
+    let app = spawn_app(with(world.vars(), &[("SMS_RETRY_BASE_MS", "20")])).await;
+    world.sandbox.inject(Fault::status_code(20, "160000"));
+    // (attempts an earlier worker left, provider calls still allowed)
+    let cases = [
+        ("four used: one more", 4, 1),
+        ("all five used: none", 5, 0),
+        (
+            "more than five (a smaller SMS_MAX_ATTEMPTS earlier): none",
+            7,
+            0,
+        ),
+    ];
+    for (n, (why, used, more)) in cases.into_iter().enumerate() {
+        let j = job();
+        world.set_attempts(&j, used);
+        world.push(&j).await;
+        assert!(
+            app.wait_metric(
+                r#"sms_jobs_total{outcome="exhausted""#,
+                (n + 1) as f64,
+                SECS(10)
+            )
+            .await,
+            "{why}: not finished as exhausted"
+        );
+        // Done in apalis: the calls below are all there will ever be.
+        assert_eq!(
+            world.wait_finished(&j, SECS(5)).await,
+            Finished::done(),
+            "{why}"
+        );
+        let calls = world.calls(&j);
+        assert_eq!(calls.len(), more, "{why}: {calls:?}");
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.status_code.as_deref() == Some("160000")),
+            "{why}: {calls:?}"
+        );
+        assert!(world.messages(&j).is_empty(), "{why}");
+        let (count, _) = world.attempts(&j);
+        assert_eq!(count, Some(used + 1), "{why}: one INCR per try");
+    }
+    assert_eq!(app.metric("sms_retries_total").await, Some(0.0));
     app.stop().await;
 }
 
@@ -319,5 +380,31 @@ async fn with_the_verify_redis_down_codes_are_still_sent() {
     let codes: Vec<Option<String>> = world.calls(&j).into_iter().map(|c| c.status_code).collect();
     assert_eq!(codes, [Some("000000".into()), Some("160054".into())]);
     assert_eq!(world.messages(&j).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_verify_redis_down_attempts_are_counted_in_memory_up_to_five() {
+    // The shared count is unavailable: one delivery still stops after five calls (the limit
+    // across redeliveries is what is lost while Redis is down).
+    let world = World::new().await;
+    let app = spawn_app(with(
+        world.vars(),
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:1/2"),
+            ("SMS_RETRY_BASE_MS", "20"),
+        ],
+    ))
+    .await;
+    world.sandbox.inject(Fault::status_code(10, "160000"));
+    let j = job();
+    world.push(&j).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="exhausted""#, 1.0, SECS(20))
+            .await
+    );
+    assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
+    assert_eq!(world.calls(&j).len(), 5);
+    assert!(world.messages(&j).is_empty());
     app.stop().await;
 }

@@ -122,6 +122,32 @@ impl World {
     }
 }
 
+impl World {
+    /// The attempt counter of `job` (`None` if absent) and its TTL in milliseconds.
+    pub fn attempts(&self, job: &SendSmsCode) -> (Option<u32>, i64) {
+        let key = shared::keys::sms_send_attempts(&job.request_id);
+        let mut conn = self.verify.client().get_connection().expect("verify Redis");
+        redis::pipe()
+            .get(&key)
+            .pttl(&key)
+            .query(&mut conn)
+            .expect("GET, PTTL")
+    }
+
+    /// Leave `job`'s attempt counter at `count`, as an earlier worker would have (TTL: the
+    /// code's life).
+    pub fn set_attempts(&self, job: &SendSmsCode, count: u32) {
+        let mut conn = self.verify.client().get_connection().expect("verify Redis");
+        let _: () = redis::cmd("SET")
+            .arg(shared::keys::sms_send_attempts(&job.request_id))
+            .arg(count)
+            .arg("EX")
+            .arg(shared::keys::SMS_CODE_TTL_SECS)
+            .query(&mut conn)
+            .expect("SET");
+    }
+}
+
 /// How apalis recorded the end of a job: its metadata's `status` and which of the queue's sets
 /// hold its id.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -156,6 +156,8 @@ async fn a_job_waiting_for_its_retry_at_sigterm_goes_back_to_the_queue_for_the_n
         next.output()
     );
     assert_eq!(world.calls(&j).len(), 2);
+    // The second process continued the first one's count instead of starting again at 1.
+    assert_eq!(world.attempts(&j).0, Some(2));
 }
 
 #[tokio::test]
