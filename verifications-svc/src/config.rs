@@ -30,6 +30,12 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `CORS_ALLOWED_ORIGINS`, default none (through the gateway the page is same-origin).
     pub cors_allowed_origins: AllowedOrigins,
+    /// `CAPTCHA_MAX_CONCURRENT_RENDERS`, default 2 × cores: captcha renders at a time in this
+    /// process (each holds a blocking-pool thread); more wait, then get 503.
+    pub captcha_max_concurrent_renders: usize,
+    /// `CAPTCHA_RENDER_WAIT_MS`, default 250: how long a captcha request waits for a render slot
+    /// before its 503.
+    pub captcha_render_wait: Duration,
 }
 
 impl Config {
@@ -64,6 +70,13 @@ impl Config {
             ),
             trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
             cors_allowed_origins: AllowedOrigins::from_env(&mut env),
+            captcha_max_concurrent_renders: env.int_in(
+                "CAPTCHA_MAX_CONCURRENT_RENDERS",
+                2 * std::thread::available_parallelism().map_or(2, usize::from),
+                1,
+                512,
+            ),
+            captcha_render_wait: env.millis("CAPTCHA_RENDER_WAIT_MS", 250),
         };
         env.finish()?;
         Ok(config)
@@ -89,6 +102,9 @@ mod tests {
             c.trusted_proxies,
             vec!["127.0.0.1/32".parse::<IpNet>().expect("net")]
         );
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        assert_eq!(c.captcha_max_concurrent_renders, 2 * cores);
+        assert_eq!(c.captcha_render_wait, Duration::from_millis(250));
     }
 
     #[test]
@@ -97,13 +113,15 @@ mod tests {
             ("SMS_SEND_LIMIT_PER_MOBILE_PER_DAY", "0"),
             ("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "many"),
             ("TRUSTED_PROXIES", "nginx"),
+            ("CAPTCHA_MAX_CONCURRENT_RENDERS", "0"),
         ]))
-        .expect_err("three bad values")
+        .expect_err("four bad values")
         .to_string();
         for name in [
             "SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=0",
             "SMS_SEND_LIMIT_PER_IP_PER_HOUR=\"many\"",
             "TRUSTED_PROXIES: \"nginx\"",
+            "CAPTCHA_MAX_CONCURRENT_RENDERS=0",
         ] {
             assert!(err.contains(name), "{err}");
         }

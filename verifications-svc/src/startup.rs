@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use shared::metrics::Metrics;
 
 use crate::config::Config;
+use crate::domain::captcha::RenderLimit;
 use crate::domain::sms::SmsCodes;
 use crate::metrics::VerificationMetrics;
 use crate::routes;
@@ -38,12 +39,14 @@ pub struct Codes {
     pub queue_connection: ConnectionManager,
     pub sms: SmsCodes,
     pub trusted_proxies: Vec<IpNet>,
+    /// One bound for the whole process, shared by every HTTP worker.
+    pub render_limit: RenderLimit,
 }
 
 impl Codes {
     /// Lazy connections: nothing is contacted until the first request, so the service starts
     /// (and answers 503) while Redis is down.
-    fn connect(config: &Config) -> anyhow::Result<Self> {
+    fn connect(config: &Config, render_limit: RenderLimit) -> anyhow::Result<Self> {
         let redis = store::connect(&config.redis_url, config.redis_timeout)?;
         let queue_connection = config.queue.connection()?;
         Ok(Self {
@@ -59,6 +62,7 @@ impl Codes {
             redis,
             queue_connection,
             trusted_proxies: config.trusted_proxies.clone(),
+            render_limit,
         })
     }
 }
@@ -74,11 +78,16 @@ impl Application {
         let cors = web::Data::new(config.cors_allowed_origins.clone());
         let metrics = web::Data::new(metrics);
         // Fail start-up on a URL the Redis client rejects; each worker then opens its own.
-        Codes::connect(&config)?;
+        let render_limit = RenderLimit::new(
+            config.captcha_max_concurrent_renders,
+            config.captcha_render_wait,
+        );
+        Codes::connect(&config, render_limit.clone())?;
         let workers = config.listen.workers;
         let server = HttpServer::new(move || {
             // One multiplexed connection per worker, driven on that worker's own runtime.
-            let codes = Codes::connect(&config).expect("the Redis URLs were checked at start-up");
+            let codes = Codes::connect(&config, render_limit.clone())
+                .expect("the Redis URLs were checked at start-up");
             shared::http::app(metrics.clone(), cors.clone())
                 .app_data(verification_metrics.clone())
                 .app_data(web::Data::new(codes))

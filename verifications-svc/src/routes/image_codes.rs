@@ -19,10 +19,12 @@ pub async fn image_code(
 ) -> Result<HttpResponse, ApiError> {
     let id = ImageCodeId::parse(req.match_info().query("image_code_id"))
         .map_err(|_| ApiError::field("image_code_id", msg::INVALID_UUID))?;
-    let png = captcha::issue(&codes.redis, &id)
+    let png = captcha::issue(&codes.redis, &codes.render_limit, &id)
         .await
         .map_err(|e| match e {
             IssueError::Unavailable(e) => ApiError::unavailable(e),
+            // All render slots busy: the same 503 + Retry-After as a dependency outage.
+            e @ IssueError::Busy(_) => ApiError::unavailable(e),
             IssueError::Render(e) => ApiError::Unexpected(e),
         })?;
     metrics.codes_issued.with_label_values(&["image"]).inc();

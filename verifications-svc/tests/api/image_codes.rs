@@ -235,3 +235,63 @@ async fn redis_down_is_a_503_with_retry_after_and_redis_back_is_a_200_again() {
     let stored: Option<String> = conn.get(format!("img_{id}")).expect("GET");
     assert!(stored.is_some());
 }
+
+/// `CAPTCHA_MAX_CONCURRENT_RENDERS=1` and a 1 ms wait under 64 concurrent requests: renders
+/// run one at a time, so some requests are served and the ones that found the slot busy get
+/// exactly the 503 JSON with `Retry-After`; every 200's id has its `img_` key, no refused one has.
+#[tokio::test]
+async fn a_flood_beyond_the_render_limit_gets_503_with_retry_after_and_stores_nothing() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        env: vec![
+            ("CAPTCHA_MAX_CONCURRENT_RENDERS", "1".to_owned()),
+            ("CAPTCHA_RENDER_WAIT_MS", "1".to_owned()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let ids: Vec<String> = (0..64).map(|_| new_id()).collect();
+    let answers = futures::future::join_all(ids.iter().map(|id| async {
+        let res = app.image_code(id).await;
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ASCII").to_owned());
+        let content_type = res.headers()["content-type"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        let (status, body) = (res.status().as_u16(), res.bytes().await.expect("body"));
+        (id.clone(), status, retry_after, content_type, body)
+    }))
+    .await;
+    let (mut served, mut refused) = (0, 0);
+    for (id, status, retry_after, content_type, body) in answers {
+        let stored = app.value(&format!("img_{id}"));
+        match status {
+            200 => {
+                served += 1;
+                assert_eq!(content_type, "image/png");
+                assert!(body.starts_with(b"\x89PNG"));
+                assert!(stored.is_some(), "a served captcha has its key");
+            }
+            503 => {
+                refused += 1;
+                assert_eq!(retry_after.as_deref(), Some("5"));
+                assert_eq!(content_type, "application/json");
+                assert_eq!(
+                    &body[..],
+                    r#"{"detail":"服务暂时不可用，请稍后重试"}"#.as_bytes()
+                );
+                assert_eq!(stored, None, "a refused request stores nothing");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(served > 0, "some requests are served");
+    assert!(
+        refused > 0,
+        "with one slot and a 1 ms wait, a flood is refused in part"
+    );
+    let keys: Vec<String> = app.db().keys("img_*").expect("KEYS");
+    assert_eq!(keys.len(), served);
+}
