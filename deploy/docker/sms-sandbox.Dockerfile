@@ -13,18 +13,19 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Every workspace member's manifest must exist for cargo to load the workspace, so all members
-# are copied; only the sms-sandbox binary of the tests package is compiled.
+# are copied; only the sms-sandbox crate's binary is compiled.
 COPY Cargo.toml Cargo.lock ./
 COPY shared shared
 COPY harness harness
 COPY verifications-svc verifications-svc
 COPY users-svc users-svc
 COPY sms-worker sms-worker
+COPY sms-sandbox sms-sandbox
 COPY tests tests
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p tests --bin sms-sandbox \
+    cargo build --release --locked -p sms-sandbox --bin sms-sandbox \
     && install -D -m 0755 target/release/sms-sandbox /out/sms-sandbox
 
 # --- runtime: Debian slim, CA certificates (TLS to real providers), a non-root user ---------------

@@ -20,6 +20,7 @@ COPY harness harness
 COPY verifications-svc verifications-svc
 COPY users-svc users-svc
 COPY sms-worker sms-worker
+COPY sms-sandbox sms-sandbox
 COPY tests tests
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

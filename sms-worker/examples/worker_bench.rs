@@ -17,7 +17,7 @@ use shared::config::Env;
 use shared::domain::{Mobile, SmsCode};
 use shared::jobs::SendSmsCode;
 use shared::queue::{QueueSettings, SmsStorage};
-use tests::sandbox::{Sandbox, SandboxConfig};
+use sms_sandbox::{Sandbox, SandboxConfig};
 
 fn job(i: u64) -> SendSmsCode {
     SendSmsCode {

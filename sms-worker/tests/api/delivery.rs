@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tests::sandbox::Fault;
+use sms_sandbox::Fault;
 
 use crate::helpers::{Finished, TestApp, World, eventually, job, spawn_app, with};
 use shared::jobs::SendSmsCode;

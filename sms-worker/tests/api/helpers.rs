@@ -13,9 +13,9 @@ use shared::config::Env;
 use shared::domain::{Mobile, SmsCode};
 use shared::jobs::SendSmsCode;
 use shared::queue::{QueueSettings, SmsStorage};
+use sms_sandbox::{Sandbox, SandboxConfig};
 use sms_worker::config::Config;
 use sms_worker::startup::Application;
-use tests::sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::oneshot;
 
 /// Settings every test uses unless it overrides them: fast heartbeats (orphans recovered in
@@ -98,12 +98,12 @@ impl World {
     }
 
     /// Messages the sandbox recorded for `job`'s mobile.
-    pub fn messages(&self, job: &SendSmsCode) -> Vec<tests::sandbox::Message> {
+    pub fn messages(&self, job: &SendSmsCode) -> Vec<sms_sandbox::Message> {
         self.sandbox.messages_for(job.mobile.as_str())
     }
 
     /// Calls the sandbox received carrying `job`'s request id.
-    pub fn calls(&self, job: &SendSmsCode) -> Vec<tests::sandbox::Call> {
+    pub fn calls(&self, job: &SendSmsCode) -> Vec<sms_sandbox::Call> {
         let id = job.request_id.to_string();
         self.sandbox
             .calls()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tests::sandbox::Fault;
+use sms_sandbox::Fault;
 
 use crate::helpers::{WorkerProcess, World, eventually, job, with};
 

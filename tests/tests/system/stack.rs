@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use harness::process::{find_binary, free_port, spawn_detached, wait_for_port};
 use harness::{RedisServer, TestDatabase, TestRedis};
 use serde_json::Value;
-use tests::sandbox::{Sandbox, SandboxConfig};
+use sms_sandbox::{Sandbox, SandboxConfig};
 
 /// The root of the workspace (this crate is `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -292,7 +292,7 @@ impl Stack {
     }
 
     /// Every message the sandbox accepted for `mobile`.
-    pub fn inbox(&self, mobile: &str) -> Vec<tests::sandbox::Message> {
+    pub fn inbox(&self, mobile: &str) -> Vec<sms_sandbox::Message> {
         self.sandbox.messages_for(mobile)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Message, ccp};
+use crate::{Message, ccp};
 
 /// The page for `messages` (stored oldest first).
 pub(super) fn render(messages: &[Message]) -> String {

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use tests::sandbox::ccp::{self, authorization, sig};
-use tests::sandbox::{Fault, Message, Sandbox, SandboxConfig};
+use sms_sandbox::ccp::{self, authorization, sig};
+use sms_sandbox::{Fault, Message, Sandbox, SandboxConfig};
 
 const MOBILE: &str = "13800138000";
 

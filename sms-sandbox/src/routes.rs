@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Call, Fault, Message, State, ccp, inbox};
+use crate::{Call, Fault, Message, State, ccp, inbox};
 
 /// Largest request body accepted (a CCP request is a few hundred bytes).
 const BODY_LIMIT: usize = 64 * 1024;
@@ -267,7 +267,7 @@ async fn latency(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
 
 /// `POST /control/reset`: forget everything.
 async fn reset(state: web::Data<State>) -> HttpResponse {
-    *state.lock() = super::Inner::default();
+    *state.lock() = crate::Inner::default();
     HttpResponse::Ok().json(json!({"status": "reset"}))
 }
 

@@ -8,7 +8,7 @@
 use std::net::TcpListener;
 
 use shared::config::{Env, Listen};
-use tests::sandbox::{Sandbox, SandboxConfig};
+use sms_sandbox::{Sandbox, SandboxConfig};
 
 /// Development credentials, used when the variables are unset (never valid at the real CCP).
 const DEV_ACCOUNT_SID: &str = "8a216da8000000000000000000000001";
