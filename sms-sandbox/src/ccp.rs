@@ -17,9 +17,9 @@ pub const VERSION: &str = "2013-12-26";
 pub const TIMESTAMP_WINDOW: Duration = Duration::hours(24);
 /// Numbers a single request may address (160048 above this).
 pub const MAX_RECIPIENTS: usize = 200;
-/// Longest `reqId` accepted (160055 above this). The real limit is not documented in our
-/// sources (recall); 64 leaves room for a hyphenated UUID (36 characters).
-pub const MAX_REQ_ID_LEN: usize = 64;
+/// Longest `reqId` accepted: CCP documents at most 32 letters and digits and answers 160055
+/// otherwise (so a hyphenated 36-character UUID is refused, as in production).
+pub const MAX_REQ_ID_LEN: usize = 32;
 
 /// A CCP status code with its text, answered as `{"statusCode": .., "statusMsg": ..}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +253,9 @@ fn check_body(creds: Credentials<'_>, body: &[u8]) -> Result<Accepted, Rejection
     }
 
     let req_id = string("reqId")?;
-    if req_id.is_some_and(|r| r.len() > MAX_REQ_ID_LEN) {
+    if req_id
+        .is_some_and(|r| r.len() > MAX_REQ_ID_LEN || !r.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
         return Err(REQ_ID_TOO_LONG);
     }
 
@@ -296,7 +298,7 @@ mod tests {
         DateTime::from_timestamp(1_795_773_600, 0).expect("valid")
     }
 
-    const BODY: &str = r#"{"to":"13800138000","appId":"aaaabbbbccccddddeeeeffff00001111","templateId":"1","datas":["123456","5"],"reqId":"r-1"}"#;
+    const BODY: &str = r#"{"to":"13800138000","appId":"aaaabbbbccccddddeeeeffff00001111","templateId":"1","datas":["123456","5"],"reqId":"r1"}"#;
 
     fn check_with(
         version: &str,
@@ -349,7 +351,7 @@ mod tests {
                 app_id: APP.into(),
                 template_id: "1".into(),
                 datas: vec!["123456".into(), "5".into()],
-                req_id: Some("r-1".into()),
+                req_id: Some("r1".into()),
             }
         );
         // 23 h 59 min either side of the server clock is still inside the window.
@@ -523,7 +525,11 @@ mod tests {
         );
         let long_req = format!(
             r#"{{"to":"13800138000","appId":"{APP}","templateId":"1","datas":["1"],"reqId":"{}"}}"#,
-            "r".repeat(65)
+            "r".repeat(33)
+        );
+        let hyphenated = format!(
+            r#"{{"to":"13800138000","appId":"{APP}","templateId":"1","datas":["1"],"reqId":"{}"}}"#,
+            uuid::Uuid::nil()
         );
         let cases: Vec<(&str, String, Rejection)> = vec![
             ("empty body", String::new(), BODY_EMPTY),
@@ -586,7 +592,8 @@ mod tests {
                 ),
                 TEST_TEMPLATE_NOT_NUMERIC,
             ),
-            ("reqId of 65 characters", long_req, REQ_ID_TOO_LONG),
+            ("reqId of 33 characters", long_req, REQ_ID_TOO_LONG),
+            ("reqId as a hyphenated UUID", hyphenated, REQ_ID_TOO_LONG),
         ];
         for (why, body, want) in cases {
             assert_eq!(signed(ts, &body), Err(want), "{why}");

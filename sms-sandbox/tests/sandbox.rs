@@ -102,7 +102,7 @@ async fn a_correctly_signed_request_is_recorded_once_and_answered_like_ccp() {
     let config = sandbox.config().clone();
     let before = Utc::now();
 
-    let (status, answer) = send(&sandbox, body(&config, MOBILE, "req-1")).await;
+    let (status, answer) = send(&sandbox, body(&config, MOBILE, "req1")).await;
 
     assert_eq!(status, 200);
     assert_eq!(answer["statusCode"], "000000", "{answer}");
@@ -133,7 +133,7 @@ async fn a_correctly_signed_request_is_recorded_once_and_answered_like_ccp() {
             config.app_id.as_str(),
             "1",
             vec!["123456".to_owned(), "5".to_owned()],
-            Some("req-1")
+            Some("req1")
         )
     );
     assert!(m.received_at >= before && m.received_at <= Utc::now());
@@ -507,7 +507,7 @@ async fn the_binary_serves_the_account_from_its_environment() {
         &config.account_sid,
         &config.auth_token,
         &ts,
-        body(&config, MOBILE, "bin-1"),
+        body(&config, MOBILE, "bin1"),
     )
     .await;
     assert_eq!(answer["statusCode"], "000000", "{answer}");
@@ -516,11 +516,11 @@ async fn the_binary_serves_the_account_from_its_environment() {
         &config.account_sid,
         "0".repeat(32).as_str(),
         &ts,
-        body(&config, MOBILE, "bin-2"),
+        body(&config, MOBILE, "bin2"),
     )
     .await;
     assert_eq!(wrong["statusCode"], "111109", "{wrong}");
     let listed = get_json(format!("{base}/messages?mobile={MOBILE}")).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
-    assert_eq!(listed[0]["req_id"], "bin-1");
+    assert_eq!(listed[0]["req_id"], "bin1");
 }

@@ -2,9 +2,10 @@
 //! `POST {base}/2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig={SIG}` where `SIG` is the
 //! upper-case MD5 of sid + token + timestamp, `Authorization` is base64 of `sid:timestamp`, the
 //! timestamp is `yyyyMMddHHmmss` in Asia/Shanghai time, and the JSON body carries `to`, `appId`,
-//! `templateId`, `datas: [code, minutes]` (strings) and `reqId` = the job's request id, which
-//! CCP uses to reject a repeated request (160054) — our guard against double sends when an
-//! answer is lost.
+//! `templateId`, `datas: [code, minutes]` (strings) and `reqId` = the job's request id as 32
+//! lower-case hex characters (CCP takes at most 32 alphanumerics and answers 160055, a permanent
+//! refusal, to a hyphenated UUID), which CCP uses to reject a repeated request (160054): our
+//! guard against double sends when an answer is lost.
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl Ccp {
             "appId": s.app_id,
             "templateId": job.template_id,
             "datas": [job.code.as_str(), job.ttl_minutes.to_string()],
-            "reqId": job.request_id.to_string(),
+            "reqId": req_id(job),
         });
         (url, authorization(&s.account_sid, &ts), body)
     }
@@ -173,6 +174,11 @@ pub fn classify_code(code: &str, msg: String) -> Attempt {
     }
 }
 
+/// The `reqId` of `job`: its request id without hyphens (32 hex characters, CCP's maximum).
+pub fn req_id(job: &SendSmsCode) -> String {
+    job.request_id.simple().to_string()
+}
+
 /// `yyyyMMddHHmmss` in Asia/Shanghai time (fixed +08:00: no daylight saving since 1991).
 pub fn timestamp(now: DateTime<Utc>) -> String {
     let shanghai = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
@@ -249,7 +255,7 @@ mod tests {
             body,
             json!({"to": "13800138000", "appId": "aaaabbbbccccddddeeeeffff00001111",
                    "templateId": "1", "datas": ["012345", "5"],
-                   "reqId": "00000000-0000-0000-0000-000000000000"})
+                   "reqId": "00000000000000000000000000000000"})
         );
         assert_eq!(sig("a", "b", "c"), "900150983CD24FB0D6963F7D28E17F72");
     }

@@ -104,7 +104,7 @@ impl World {
 
     /// Calls the sandbox received carrying `job`'s request id.
     pub fn calls(&self, job: &SendSmsCode) -> Vec<sms_sandbox::Call> {
-        let id = job.request_id.to_string();
+        let id = job.request_id.simple().to_string();
         self.sandbox
             .calls()
             .into_iter()
