@@ -153,6 +153,28 @@ pub fn start(dir: &Path, port: u16) -> Child {
     panic!("mariadbd did not answer on port {port} within 30 s:\n{log}");
 }
 
+/// Stop a server started by [`start`]: gracefully (SIGTERM: MariaDB closes its connections
+/// and shuts down, as `docker restart` does) or as a crash (SIGKILL).
+pub fn stop(child: &mut Child, graceful: bool) {
+    if graceful {
+        crate::redis::terminate(child);
+    } else {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The `Aborted connection` warnings in the error log of a server started by [`start`] in `dir`:
+/// each is a client that dropped its connection without saying goodbye (`COM_QUIT`).
+pub fn aborted_connections(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("mariadb.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("Aborted connection"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `mariadbd` refuses to run as root unless told to (CI and the dev machine run as root).
 fn user_args() -> Vec<String> {
     let is_root = Command::new("id")

@@ -50,6 +50,10 @@ pub struct DatabaseConfig {
     /// `DB_TIMEOUT_MS`, default 2000: bound on a pool checkout, a new connection and each query,
     /// so a dead or frozen MariaDB turns into a quick 503 instead of a hanging request.
     pub timeout: Duration,
+    /// `DB_IDLE_CHECK_MS`, default 1000: a pooled connection unused for this long is checked
+    /// (one `DO 0`) before a request gets it, so one that died meanwhile (a MariaDB restart,
+    /// `wait_timeout`) is replaced instead of failing the request's query.
+    pub idle_check: Duration,
 }
 
 /// How passwords are hashed (DESIGN §5).
@@ -124,7 +128,7 @@ impl Config {
 }
 
 impl DatabaseConfig {
-    /// Read `DATABASE_URL`, `DB_POOL_SIZE`, `DB_TIMEOUT_MS` (also used alone by `users-svc migrate`).
+    /// Read `DATABASE_URL`, `DB_POOL_SIZE`, `DB_TIMEOUT_MS`, `DB_IDLE_CHECK_MS` (also used alone by `users-svc migrate`).
     pub fn read(env: &mut Env) -> Self {
         Self {
             url: env.url(
@@ -134,6 +138,7 @@ impl DatabaseConfig {
             ),
             pool_size: env.int_in("DB_POOL_SIZE", 16, 1, 1024),
             timeout: env.millis("DB_TIMEOUT_MS", 2000),
+            idle_check: env.millis("DB_IDLE_CHECK_MS", 1000),
         }
     }
 }

@@ -3,9 +3,17 @@
 //! Failure policy: a checkout, a new connection and every query are bounded by
 //! `DB_TIMEOUT_MS`. Only a *connection-level* failure (no connection, a timeout, an I/O or
 //! protocol error: the server never answered) is "unavailable" (503) and throws away the
-//! connection and every idle one instead of returning them to the pool. That is what makes the
-//! service recover by itself after MariaDB restarts, while the pool can skip the per-checkout
-//! `SELECT 1` (deadpool's "verified" recycling) and keep the count endpoints at one round trip.
+//! connection and every idle one instead of returning them to the pool.
+//!
+//! A MariaDB restart costs the user nothing, in two layers, neither with a round trip on the hot
+//! path (the count endpoints stay at one round trip):
+//! - A connection that sat idle for `DB_IDLE_CHECK_MS` is checked (`DO 0`) when it is checked
+//!   out, and replaced if it is dead; the pool hands out the most recently used connection
+//!   first, so under load connections never get old enough to be checked.
+//! - A query whose connection turns out to be dead anyway (it died within that time) is run once
+//!   more on a fresh connection. Every `work` given to [`Db::run`] is therefore written to be
+//!   safe to repeat: reads, and an INSERT that recognises its own row (`users::insert`). A
+//!   query that *timed out* is not repeated: the server may still be running it.
 //!
 //! A query the server *answered* with an error leaves a healthy connection, which goes back to
 //! the pool: otherwise any client could force reconnects by sending data the server rejects.
@@ -15,11 +23,11 @@
 
 use std::time::Duration;
 
-use diesel_async::AsyncMysqlConnection;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
+use diesel_async::{AsyncMysqlConnection, SimpleAsyncConnection};
 
 use super::error::{DbError, classify};
 use crate::config::DatabaseConfig;
@@ -49,8 +57,22 @@ impl Db {
         let mut manager_config = ManagerConfig::<AsyncMysqlConnection>::default();
         manager_config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::new_with_config(&config.url, manager_config);
+        let (idle_check, timeout) = (config.idle_check, config.timeout);
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
+            .pre_recycle(Hook::async_fn(move |conn, metrics| {
+                let idle = metrics.last_used();
+                Box::pin(async move {
+                    if idle < idle_check {
+                        return Ok(());
+                    }
+                    check_alive(conn, timeout).await.map_err(|e| {
+                        tracing::info!(?idle, error = %e, "replacing a dead idle database connection");
+                        HookError::message(e)
+                    })
+                })
+            }))
             .wait_timeout(Some(config.timeout))
             .create_timeout(Some(config.timeout))
             .recycle_timeout(Some(config.timeout))
@@ -76,29 +98,48 @@ impl Db {
     /// answered (the connection is fine), thrown away with the idle ones on a connection-level
     /// failure, thrown away alone on a diesel-side failure. One call is one checkout, so a
     /// caller never holds a connection across slow work of its own (bcrypt).
+    ///
+    /// `work` runs a second time, on a fresh connection, when its connection was found dead
+    /// (see the module's notes): it must be safe to repeat.
     pub async fn run<T>(
         &self,
-        work: impl AsyncFnOnce(&mut AsyncMysqlConnection) -> diesel::QueryResult<T>,
+        work: impl AsyncFn(&mut AsyncMysqlConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, DbError> {
-        let mut conn = self.connection().await?;
+        match self.attempt(&work).await {
+            Err(Attempt::ConnectionLost(e)) => {
+                tracing::info!(error = %e, "database connection lost; repeating the query on a fresh one");
+                self.attempt(&work).await.map_err(Attempt::into_error)
+            }
+            other => other.map_err(Attempt::into_error),
+        }
+    }
+
+    /// One checkout and one run of `work` (see [`Db::run`]).
+    async fn attempt<T>(
+        &self,
+        work: &impl AsyncFn(&mut AsyncMysqlConnection) -> diesel::QueryResult<T>,
+    ) -> Result<T, Attempt> {
+        let mut conn = self.connection().await.map_err(Attempt::Final)?;
         let outcome = tokio::time::timeout(self.timeout, work(&mut *conn)).await;
         match outcome {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                let failure = classify(e);
-                match &failure {
-                    DbError::Unavailable(_) => self.discard(conn),
-                    DbError::Failed(_) => drop(Object::take(conn)),
-                    DbError::Duplicate(_) | DbError::Unstorable { .. } | DbError::Refused(_) => {}
+            Ok(Err(e)) => match classify(e) {
+                failure @ DbError::Unavailable(_) => {
+                    self.discard(conn);
+                    Err(Attempt::ConnectionLost(failure))
                 }
-                Err(failure)
-            }
+                failure @ DbError::Failed(_) => {
+                    drop(Object::take(conn));
+                    Err(Attempt::Final(failure))
+                }
+                failure => Err(Attempt::Final(failure)),
+            },
             Err(_) => {
                 self.discard(conn);
-                Err(DbError::Unavailable(anyhow::anyhow!(
+                Err(Attempt::Final(DbError::Unavailable(anyhow::anyhow!(
                     "database query took longer than {:?}",
                     self.timeout
-                )))
+                ))))
             }
         }
     }
@@ -130,5 +171,33 @@ impl Db {
         .await
         .map(drop)
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+    }
+}
+
+/// How one attempt of [`Db::run`] failed.
+enum Attempt {
+    /// The connection broke under the query (an I/O or protocol error, the server went away):
+    /// worth one more attempt on a fresh connection.
+    ConnectionLost(DbError),
+    /// Anything else, including a timeout (the server may still be running the query) and a
+    /// failed checkout (a fresh connection would fail the same way).
+    Final(DbError),
+}
+
+impl Attempt {
+    fn into_error(self) -> DbError {
+        match self {
+            Self::ConnectionLost(e) | Self::Final(e) => e,
+        }
+    }
+}
+
+/// The liveness check of a connection that sat idle: one cheap statement, bounded by the query
+/// timeout (a connection whose server went away may otherwise wait for TCP to notice).
+async fn check_alive(conn: &mut AsyncMysqlConnection, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, conn.batch_execute("DO 0")).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::dsl::{exists, sql};
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error};
 use diesel::sql_types::{BigInt, Unsigned};
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 use shared::domain::{Mobile, Username};
@@ -94,14 +95,44 @@ impl<'a> NewUser<'a> {
 
 /// Insert `user` and return its id. A duplicate username or mobile fails with diesel's
 /// `UniqueViolation`, which [`super::unique_key`] names.
+///
+/// Safe to repeat, as [`super::Db::run`] requires: when the connection broke after the server
+/// had already committed the row (its answer was lost), the repeat hits the unique indexes, and
+/// the row found under this username and mobile is recognised as this request's own by its
+/// password hash: bcrypt's 128-bit random salt makes every hash unique to the request that made
+/// it. Then its id is returned as if the first answer had arrived; a row with another hash is a
+/// genuine duplicate. Costs one more round trip, and only on a duplicate.
 pub async fn insert(conn: &mut AsyncMysqlConnection, user: &NewUser<'_>) -> QueryResult<i64> {
-    diesel::insert_into(tb_users::table)
+    match diesel::insert_into(tb_users::table)
         .values(user)
         .execute(conn)
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(duplicate @ Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            return own_row(conn, user).await?.ok_or(duplicate);
+        }
+        Err(e) => return Err(e),
+    }
     // LAST_INSERT_ID() is per connection, so this is our row's id even under concurrency.
     let id: u64 = diesel::select(sql::<Unsigned<BigInt>>("LAST_INSERT_ID()"))
         .get_result(conn)
         .await?;
-    i64::try_from(id).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+    i64::try_from(id).map_err(|e| Error::DeserializationError(Box::new(e)))
+}
+
+/// The id of the row `user` itself inserted earlier, if there is one (see [`insert`]). The
+/// hashes are compared here, byte for byte: the column's collation is case-insensitive.
+async fn own_row(conn: &mut AsyncMysqlConnection, user: &NewUser<'_>) -> QueryResult<Option<i64>> {
+    // `id` may be an `integer` on a table adopted from Django: read it as a BIGINT.
+    let found: Option<(i64, String)> = tb_users::table
+        .filter(tb_users::username.eq(user.username))
+        .filter(tb_users::mobile.eq(user.mobile))
+        .select((sql::<BigInt>("CAST(`id` AS SIGNED)"), tb_users::password))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found
+        .filter(|(_, hash)| hash == user.password)
+        .map(|(id, _)| id))
 }

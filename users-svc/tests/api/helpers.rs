@@ -67,6 +67,14 @@ pub async fn spawn_app_with_redis(url: String) -> TestApp {
 /// The service against a database URL of the test's choosing (a private MariaDB it may stop);
 /// `db` still names a database on the shared server, unused by the service.
 pub async fn spawn_app_with_database(database_url: String) -> TestApp {
+    spawn_app_with_database_and(database_url, &[]).await
+}
+
+/// [`spawn_app_with_database`] with extra or overriding environment variables.
+pub async fn spawn_app_with_database_and(
+    database_url: String,
+    vars: &[(&'static str, &str)],
+) -> TestApp {
     let redis = harness::test_redis();
     let url = redis.url();
     spawn(
@@ -74,7 +82,7 @@ pub async fn spawn_app_with_database(database_url: String) -> TestApp {
         url,
         harness::test_database(),
         Some(database_url),
-        &[],
+        vars,
     )
     .await
 }
@@ -252,15 +260,22 @@ impl PrivateMariaDb {
     /// Kill the server (SIGKILL: the connections die as in a crash).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            harness::mariadb::stop(&mut c, false);
         }
     }
 
-    /// Start it again on the same port with the same data.
-    pub fn restart(&mut self) {
-        self.stop();
+    /// Start it again on the same port with the same data, after a crash (SIGKILL) or a
+    /// graceful shutdown (SIGTERM); returns once it answers queries.
+    pub fn restart_after(&mut self, graceful: bool) {
+        if let Some(mut c) = self.child.take() {
+            harness::mariadb::stop(&mut c, graceful);
+        }
         self.child = Some(harness::mariadb::start(self.dir.path(), self.port));
+    }
+
+    /// Start it again on the same port with the same data, after a crash.
+    pub fn restart(&mut self) {
+        self.restart_after(false);
     }
 
     /// Run SQL in the `users` database.

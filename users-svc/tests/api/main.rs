@@ -3,6 +3,7 @@
 mod health;
 mod helpers;
 mod lifecycle;
+mod mariadb_faults;
 mod migrations;
 mod mobile_count;
 mod register;
