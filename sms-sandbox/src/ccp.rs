@@ -269,7 +269,7 @@ fn check_body(creds: Credentials<'_>, body: &[u8]) -> Result<Accepted, Rejection
 }
 
 /// A mainland mobile: 11 digits starting with 1[3-9].
-fn is_mobile(s: &str) -> bool {
+pub fn is_mobile(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 11
         && b[0] == b'1'

@@ -1,5 +1,5 @@
 //! The HTML inbox page (`GET /`) for people trying the site with `deploy/dev up`: who got which
-//! code when, newest first. It refreshes itself every two seconds.
+//! code when, through which provider, newest first. It refreshes itself every two seconds.
 
 use std::fmt::Write as _;
 
@@ -17,14 +17,15 @@ pub(super) fn render(messages: &[Message]) -> String {
             .format("%Y-%m-%d %H:%M:%S");
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td class=code>{}</td><td>{}</td><td>{time}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=code>{}</td><td>{}</td><td>{time}</td></tr>",
+            escape(&m.provider),
             escape(&m.to),
             escape(code),
             escape(minutes),
         );
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=4>No messages yet.</td></tr>");
+        rows.push_str("<tr><td colspan=5>No messages yet.</td></tr>");
     }
     format!(
         "<!doctype html><html lang=zh><head><meta charset=utf-8>\
@@ -32,7 +33,7 @@ pub(super) fn render(messages: &[Message]) -> String {
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:.3em .8em}}.code{{font:bold 1.3em monospace}}</style>\
          </head><body><h1>短信收件箱 (sms-sandbox)</h1>\
-         <table><tr><th>手机号 mobile</th><th>验证码 code</th><th>有效分钟 minutes</th>\
+         <table><tr><th>通道 provider</th><th>手机号 mobile</th><th>验证码 code</th><th>有效分钟 minutes</th>\
          <th>时间 time (UTC+8)</th></tr>{rows}</table></body></html>"
     )
 }
@@ -51,6 +52,7 @@ mod tests {
 
     fn msg(to: &str, code: &str, secs: i64) -> Message {
         Message {
+            provider: "aliyun".into(),
             to: to.into(),
             app_id: "a".into(),
             template_id: "1".into(),
@@ -70,6 +72,10 @@ mod tests {
         let second = page.find("13800138000").expect("first message shown");
         assert!(first < second, "newest first");
         assert!(page.contains("&lt;b&gt;"), "escaped");
+        assert!(
+            page.contains("<td>aliyun</td><td>13900139000</td>"),
+            "{page}"
+        );
         assert!(page.contains("2026-11-27 18:00:00"), "{page}");
         assert!(page.contains("http-equiv=refresh"));
     }

@@ -1,23 +1,34 @@
-//! sms-sandbox: a stand-in for the CCP (容联云) SMS service that speaks its real wire protocol.
+//! sms-sandbox: a stand-in for three SMS providers, speaking each one's real wire protocol:
+//! 容联云 (CCP) `TemplateSMS`, Aliyun dysmsapi `SendSms`/`QuerySendDetails` and Tencent Cloud
+//! SMS `SendSms`/`PullSmsSendStatusByPhoneNumber` (docs/providers.md).
 //!
-//! It checks every `TemplateSMS` request as CCP does ([`ccp::check`]: URL, `sig`,
-//! `Authorization`, timestamp window, JSON body) and answers CCP's status codes; it records each
-//! accepted message once per `reqId` (a repeated `reqId` gets 160054, as at CCP), and it can be
-//! told to fail: the next N calls answer a given `statusCode`, an HTTP error status, or hang.
+//! It checks every request as the provider does ([`ccp::check`], [`aliyun::check`],
+//! [`tencent::check`]: URL, signature, timestamp window, body, the provider's limits) and answers
+//! the provider's codes. It de-duplicates only where the real provider does: a repeated CCP
+//! `reqId` gets 160054 and is recorded once; Aliyun and Tencent have no such key, so a repeated
+//! request is a second message (Aliyun refuses a reused `SignatureNonce`, which is replay
+//! protection, not de-duplication). Faults are injected per provider: the next N calls answer a
+//! given code, an HTTP error status, a garbled body, or hang (before or after accepting).
 //!
 //! Use it in-process from a test ([`Sandbox::start`]) or as the `sms-sandbox` binary (for
 //! `deploy/dev up`). Its HTTP surface:
-//! - `POST /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=…`: the provider endpoint;
-//! - `GET /messages[?mobile=]`: JSON `[{"to","app_id","template_id","datas","req_id","received_at"}]`,
-//!   oldest first; `GET /calls`: every provider call with the answer it got;
-//! - `GET /`: an HTML inbox, newest first, refreshing itself;
-//! - `POST /control/fail` (`{"count":N,"status_code":"160038"}`, `{"count":N,"http_status":503}`,
-//!   `{"count":N,"delay_ms":D}`, `{"count":N,"malformed":true}`), `POST /control/latency`
+//! - `POST /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=…`: CCP;
+//! - `POST /` with a form body: Aliyun (RPC style, `Action=SendSms|QuerySendDetails`);
+//! - `POST /` with `X-TC-Action`: Tencent (`SendSms`, `PullSmsSendStatusByPhoneNumber`);
+//! - `GET /messages[?mobile=]`: JSON `[{"provider","to","app_id","template_id","datas",
+//!   "req_id","received_at"}]`, oldest first; `GET /calls`: every provider call and its answer;
+//! - `GET /`: an HTML inbox, newest first, refreshing itself, naming the provider of each message;
+//! - `POST /control/fail` (`{"provider":"ccp","count":N,"status_code":"160038"}`,
+//!   `{"count":N,"http_status":503}`, `{"count":N,"delay_ms":D}`,
+//!   `{"count":N,"delay_after_accept_ms":D}`, `{"count":N,"malformed":true}`; without
+//!   `provider` a fault applies to whichever provider is called next), `POST /control/latency`
 //!   (`{"ms":200}`: every call waits this long, for benchmarks), `POST /control/reset`.
 
+pub mod aliyun;
 pub mod ccp;
 mod inbox;
 mod routes;
+pub mod tencent;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::TcpListener;
@@ -28,12 +39,14 @@ use actix_web::dev::{Server, ServerHandle};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The account the sandbox accepts. CCP's are 32 hex characters each.
+/// The accounts the sandbox accepts: CCP's (32 hex characters each), Aliyun's and Tencent's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
     pub account_sid: String,
     pub auth_token: String,
     pub app_id: String,
+    pub aliyun: aliyun::Account,
+    pub tencent: tencent::Account,
 }
 
 impl SandboxConfig {
@@ -45,6 +58,19 @@ impl SandboxConfig {
             account_sid: hex(),
             auth_token: hex(),
             app_id: hex(),
+            aliyun: aliyun::Account {
+                access_key_id: format!("LTAI{}", &hex()[..20]),
+                access_key_secret: hex(),
+                sign_name: "美多商城".to_owned(),
+                template_code: format!("SMS_{}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000),
+            },
+            tencent: tencent::Account {
+                secret_id: format!("AKID{}", hex()),
+                secret_key: hex(),
+                sdk_app_id: format!("14{:08}", uuid::Uuid::new_v4().as_u128() % 100_000_000),
+                sign_name: "美多商城".to_owned(),
+                template_id: format!("{}", uuid::Uuid::new_v4().as_u128() % 1_000_000),
+            },
         }
     }
 
@@ -60,12 +86,18 @@ impl SandboxConfig {
 /// One accepted message, as `GET /messages` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    /// One recipient (a request to several numbers is recorded once per number).
+    /// Who carried it: `ccp`, `aliyun` or `tencent`.
+    pub provider: String,
+    /// One recipient, 11 digits (a request to several numbers is recorded once per number).
     pub to: String,
+    /// CCP `appId`, Aliyun `AccessKeyId`, Tencent `SmsSdkAppId`.
     pub app_id: String,
+    /// CCP `templateId`, Aliyun `TemplateCode`, Tencent `TemplateId`.
     pub template_id: String,
-    /// The template variables; for a verification code `[code, minutes]`.
+    /// The template variables: CCP `[code, minutes]`, Aliyun the `TemplateParam` values,
+    /// Tencent `TemplateParamSet`.
     pub datas: Vec<String>,
+    /// The caller's id for the request: CCP `reqId`, Aliyun `OutId`, Tencent `SessionContext`.
     pub req_id: Option<String>,
     pub received_at: DateTime<Utc>,
 }
@@ -73,13 +105,16 @@ pub struct Message {
 /// One call of the provider endpoint and how it was answered, as `GET /calls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
+    /// `ccp`, `aliyun` or `tencent`.
+    pub provider: String,
     /// When the request arrived (before any injected delay).
     pub received_at: DateTime<Utc>,
-    /// The body's `reqId`, when the body could be read.
+    /// The caller's request id when the body could be read (see [`Message::req_id`]).
     pub req_id: Option<String>,
     /// The HTTP status answered; `None` while the call is still being answered.
     pub http_status: Option<u16>,
-    /// The CCP `statusCode` answered (`000000` on success); `None` for a non-CCP answer.
+    /// The provider's code answered (CCP `000000`, Aliyun `OK`, Tencent `Ok` on success);
+    /// `None` for an answer that is not the provider's (an HTTP error page, a garbled body).
     pub status_code: Option<String>,
 }
 
@@ -89,14 +124,20 @@ pub struct Call {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
+    /// `ccp`, `aliyun` or `tencent`: only calls of this provider take the fault; `None`: any.
+    pub provider: Option<String>,
     #[serde(default = "one")]
     pub count: u32,
-    /// Answer HTTP 200 with this CCP `statusCode` (after the request passed the checks).
+    /// Answer this provider code (after the request passed the checks): CCP `statusCode`,
+    /// Aliyun `Code`, Tencent `Code` (per number or for the request, as Tencent would).
     pub status_code: Option<String>,
     /// Answer this HTTP status with a non-JSON body, as a failing gateway would.
     pub http_status: Option<u16>,
     /// Wait this long before answering.
     pub delay_ms: Option<u64>,
+    /// Accept the request (record the message) first, then wait this long before answering: a
+    /// provider that took the message and whose answer is lost.
+    pub delay_after_accept_ms: Option<u64>,
     /// Answer HTTP 200 with a body that is not JSON.
     #[serde(default)]
     pub malformed: bool,
@@ -129,10 +170,39 @@ impl Fault {
     pub fn delay(count: u32, delay: Duration) -> Self {
         Self {
             count,
-            delay_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+            delay_ms: Some(millis(delay)),
             ..Self::default()
         }
     }
+
+    /// The next `count` calls are accepted at once and answered only after `delay`.
+    pub fn delay_after_accept(count: u32, delay: Duration) -> Self {
+        Self {
+            count,
+            delay_after_accept_ms: Some(millis(delay)),
+            ..Self::default()
+        }
+    }
+
+    /// A code names its provider: a `status_code` without a `provider` is CCP's.
+    pub(crate) fn normalized(mut self) -> Self {
+        if self.status_code.is_some() && self.provider.is_none() {
+            self.provider = Some("ccp".to_owned());
+        }
+        self
+    }
+
+    /// The same fault, for `provider`'s calls only.
+    pub fn on(self, provider: &str) -> Self {
+        Self {
+            provider: Some(provider.to_owned()),
+            ..self
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Everything the sandbox remembers, shared by its HTTP workers and the test holding the handle.
@@ -145,7 +215,10 @@ struct State {
 #[derive(Debug, Default)]
 struct Inner {
     messages: Vec<Message>,
+    /// CCP `reqId`s seen (CCP's de-duplication).
     req_ids: HashSet<String>,
+    /// Aliyun `SignatureNonce`s seen (replay protection).
+    nonces: HashSet<String>,
     calls: Vec<Call>,
     faults: VecDeque<Fault>,
     latency: Duration,
@@ -162,13 +235,17 @@ impl State {
 }
 
 impl Inner {
-    /// Take one use of the first queued fault.
-    fn next_fault(&mut self) -> Option<Fault> {
-        let front = self.faults.front_mut()?;
-        let taken = front.clone();
-        front.count = front.count.saturating_sub(1);
-        if front.count == 0 {
-            self.faults.pop_front();
+    /// Take one use of the first queued fault that applies to `provider`.
+    fn next_fault(&mut self, provider: &str) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.provider.as_deref().is_none_or(|p| p == provider))?;
+        let fault = &mut self.faults[index];
+        let taken = fault.clone();
+        fault.count = fault.count.saturating_sub(1);
+        if fault.count == 0 {
+            self.faults.remove(index);
         }
         Some(taken)
     }
@@ -268,6 +345,7 @@ impl Sandbox {
 
     /// Queue a failure for the next calls (after those already queued).
     pub fn inject(&self, fault: Fault) {
+        let fault = fault.normalized();
         if fault.count > 0 {
             self.state.lock().faults.push_back(fault);
         }
@@ -278,7 +356,7 @@ impl Sandbox {
         self.state.lock().latency = latency;
     }
 
-    /// Forget messages, calls, seen `reqId`s, queued faults and the latency.
+    /// Forget messages, calls, seen `reqId`s and nonces, queued faults and the latency.
     pub fn reset(&self) {
         *self.state.lock() = Inner::default();
     }

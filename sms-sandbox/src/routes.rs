@@ -1,5 +1,6 @@
-//! The sandbox's HTTP surface: the CCP endpoint, the message and call records, the inbox page
-//! and the control endpoints. Every route is registered in [`server`].
+//! The sandbox's HTTP surface: the three providers' endpoints (CCP here, Aliyun and Tencent in
+//! their own files), the message and call records, the inbox page and the control endpoints.
+//! Every route is registered in [`server`].
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -10,13 +11,22 @@ use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, ContentType};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{Call, Fault, Message, State, ccp, inbox};
 
-/// Largest request body accepted (a CCP request is a few hundred bytes).
+mod aliyun;
+mod tencent;
+
+use aliyun::aliyun_call;
+use tencent::tencent_call;
+
+/// The providers the sandbox speaks, by the names faults and messages use.
+const PROVIDERS: [&str; 3] = ["ccp", "aliyun", "tencent"];
+
+/// Largest request body accepted (a provider request is a few hundred bytes).
 const BODY_LIMIT: usize = 64 * 1024;
 
 /// The HTTP server over `state`. `signals`: whether SIGTERM/SIGINT stop it (the binary), or
@@ -36,6 +46,7 @@ pub(super) fn server(
                 "/{version}/Accounts/{sid}/SMS/TemplateSMS",
                 web::post().to(template_sms),
             )
+            .route("/", web::post().to(provider_root))
             .route("/messages", web::get().to(messages))
             .route("/calls", web::get().to(calls))
             .route("/", web::get().to(inbox_page))
@@ -53,6 +64,87 @@ pub(super) fn server(
     Ok(server.listen(listener)?.run())
 }
 
+/// One provider call being served: where its record is, and the fault it took.
+struct Served {
+    index: usize,
+    received_at: DateTime<Utc>,
+    fault: Fault,
+}
+
+/// Record the call, take the provider's next fault, and wait out the latency and any delay.
+async fn begin(state: &State, provider: &str, req_id: Option<String>) -> Served {
+    let received_at = Utc::now();
+    let (index, fault, latency) = {
+        let mut inner = state.lock();
+        inner.calls.push(Call {
+            provider: provider.to_owned(),
+            received_at,
+            req_id,
+            http_status: None,
+            status_code: None,
+        });
+        (
+            inner.calls.len() - 1,
+            inner.next_fault(provider),
+            inner.latency,
+        )
+    };
+    let fault = fault.unwrap_or_default();
+    let delay = latency + Duration::from_millis(fault.delay_ms.unwrap_or(0));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    Served {
+        index,
+        received_at,
+        fault,
+    }
+}
+
+/// Wait out an accept-then-hang fault, note the answer in the call record, and answer.
+async fn finish(
+    state: &State,
+    served: Served,
+    (response, status_code): (HttpResponse, Option<String>),
+) -> HttpResponse {
+    if let Some(ms) = served.fault.delay_after_accept_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut inner = state.lock();
+    // The records may have been reset while this call was waiting.
+    if let Some(call) = inner
+        .calls
+        .get_mut(served.index)
+        .filter(|c| c.received_at == served.received_at)
+    {
+        call.http_status = Some(response.status().as_u16());
+        call.status_code = status_code;
+    }
+    response
+}
+
+/// The answer of an HTTP-level fault (an error page or a garbled body), if the fault is one.
+fn transport_fault(fault: &Fault) -> Option<(HttpResponse, Option<String>)> {
+    if let Some(status) = fault.http_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let page = format!("<html><body><h1>{status}</h1></body></html>");
+        return Some((
+            HttpResponse::build(status)
+                .content_type(ContentType::html())
+                .body(page),
+            None,
+        ));
+    }
+    fault.malformed.then(|| {
+        (
+            HttpResponse::Ok()
+                .content_type(ContentType::json())
+                .body("<html>upstream error"),
+            None,
+        )
+    })
+}
+
 /// `POST /{version}/Accounts/{sid}/SMS/TemplateSMS?sig=`: CCP's send endpoint.
 async fn template_sms(
     state: web::Data<State>,
@@ -60,26 +152,10 @@ async fn template_sms(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let received_at = Utc::now();
     let req_id = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("reqId")?.as_str().map(str::to_owned));
-    let (index, fault, latency) = {
-        let mut inner = state.lock();
-        inner.calls.push(Call {
-            received_at,
-            req_id,
-            http_status: None,
-            status_code: None,
-        });
-        (inner.calls.len() - 1, inner.next_fault(), inner.latency)
-    };
-    let fault = fault.unwrap_or_default();
-    let delay = latency + Duration::from_millis(fault.delay_ms.unwrap_or(0));
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-
+    let served = begin(&state, "ccp", req_id).await;
     let (version, sid) = path.into_inner();
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok();
     let request = ccp::Request {
@@ -95,49 +171,21 @@ async fn template_sms(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    let (response, status_code) = answer(&state, &fault, request);
-
-    let mut inner = state.lock();
-    // The records may have been reset while this call was waiting.
-    if let Some(call) = inner
-        .calls
-        .get_mut(index)
-        .filter(|c| c.received_at == received_at)
-    {
-        call.http_status = Some(response.status().as_u16());
-        call.status_code = status_code;
-    }
-    response
+    let answer = transport_fault(&served.fault)
+        .unwrap_or_else(|| ccp_answer(&state, &served.fault, request));
+    finish(&state, served, answer).await
 }
 
-/// The answer to one call, and the CCP status code in it (if it is a CCP answer).
-fn answer(
+/// The CCP answer to one call, and the status code in it.
+fn ccp_answer(
     state: &State,
     fault: &Fault,
     request: ccp::Request<'_>,
 ) -> (HttpResponse, Option<String>) {
-    if let Some(status) = fault.http_status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let page = format!("<html><body><h1>{status}</h1></body></html>");
-        return (
-            HttpResponse::build(status)
-                .content_type(ContentType::html())
-                .body(page),
-            None,
-        );
-    }
-    if fault.malformed {
-        return (
-            HttpResponse::Ok()
-                .content_type(ContentType::json())
-                .body("<html>upstream error"),
-            None,
-        );
-    }
     let accepted = match ccp::check(state.config.credentials(), request, Utc::now()) {
         Ok(accepted) => accepted,
         Err(rejection) => {
-            tracing::info!(code = rejection.code, "sandbox rejected a request");
+            tracing::info!(code = rejection.code, "sandbox rejected a CCP request");
             return ccp_error(rejection.code, rejection.msg);
         }
     };
@@ -156,6 +204,7 @@ fn answer(
         }
         for to in &accepted.to {
             inner.messages.push(Message {
+                provider: "ccp".to_owned(),
                 to: to.clone(),
                 app_id: accepted.app_id.clone(),
                 template_id: accepted.template_id.clone(),
@@ -172,10 +221,10 @@ fn answer(
             "smsMessageSid": uuid::Uuid::new_v4().simple().to_string(),
         }
     });
-    (ccp_json(&body), Some("000000".to_owned()))
+    (json_answer(&body), Some("000000".to_owned()))
 }
 
-fn ccp_json(body: &Value) -> HttpResponse {
+fn json_answer(body: &Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json;charset=utf-8")
         .body(body.to_string())
@@ -183,9 +232,22 @@ fn ccp_json(body: &Value) -> HttpResponse {
 
 fn ccp_error(code: &str, msg: &str) -> (HttpResponse, Option<String>) {
     (
-        ccp_json(&json!({"statusCode": code, "statusMsg": msg})),
+        json_answer(&json!({"statusCode": code, "statusMsg": msg})),
         Some(code.to_owned()),
     )
+}
+
+/// `POST /`: Aliyun (a form body) or Tencent (an `X-TC-Action` header), as at the real hosts.
+async fn provider_root(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    if req.headers().contains_key("X-TC-Action") {
+        tencent_call(&state, &req, &body).await
+    } else {
+        aliyun_call(&state, &req, &body).await
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,11 +296,26 @@ async fn fail(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
         return HttpResponse::BadRequest().json(json!({"detail": "http_status must be 100-999"}));
     }
     if fault
-        .status_code
+        .provider
         .as_deref()
-        .is_some_and(|c| c.len() != 6 || !c.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|p| !PROVIDERS.contains(&p))
     {
-        return HttpResponse::BadRequest().json(json!({"detail": "status_code must be 6 digits"}));
+        return HttpResponse::BadRequest()
+            .json(json!({"detail": "provider must be ccp, aliyun or tencent"}));
+    }
+    // A code names its provider: without one it is CCP's (six digits); Aliyun's and
+    // Tencent's are dotted names.
+    let fault = fault.normalized();
+    let ccp_code = |c: &str| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit());
+    if let Some(code) = fault.status_code.as_deref() {
+        if fault.provider.as_deref() == Some("ccp") && !ccp_code(code) {
+            return HttpResponse::BadRequest()
+                .json(json!({"detail": "status_code must be 6 digits"}));
+        }
+        if code.is_empty() || code.len() > 100 {
+            return HttpResponse::BadRequest()
+                .json(json!({"detail": "status_code must be 1-100 characters"}));
+        }
     }
     let mut inner = state.lock();
     if fault.count > 0 {

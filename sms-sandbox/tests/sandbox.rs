@@ -145,6 +145,7 @@ async fn a_correctly_signed_request_is_recorded_once_and_answered_like_ccp() {
         [
             "app_id",
             "datas",
+            "provider",
             "received_at",
             "req_id",
             "template_id",
