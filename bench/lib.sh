@@ -46,7 +46,7 @@ start_redis() {
 }
 
 # A MariaDB tuned like the test harness (throw-away data) with an empty `meiduo_mall` database:
-# sets DB_PORT, DB_PID and DATABASE_URL; `sql` runs statements as root.
+# sets DB_PORT, DB_PID, MARIADB_CMD and DATABASE_URL; `sql` runs statements as root.
 start_mariadb() {
   need mariadb mariadb-client; need mariadb-install-db mariadb-server
   local mariadbd user_args=()
@@ -55,12 +55,14 @@ start_mariadb() {
   DB_PORT=$(free_port)
   mariadb-install-db --no-defaults --datadir="$WORK/data" --auth-root-authentication-method=normal \
     --skip-test-db "${user_args[@]}" >"$WORK/install.log" 2>&1
-  bench_bg "$WORK/mariadb.log" "$mariadbd" --no-defaults --datadir="$WORK/data" \
-    --socket="$WORK/mariadb.sock" --pid-file="$WORK/mariadb.pid" --port="$DB_PORT" \
-    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin \
-    --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --innodb-buffer-pool-size=128M \
-    --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-    "${user_args[@]}"
+  # MARIADB_CMD: the exact command, for a script that restarts the server on the same data.
+  MARIADB_CMD=("$mariadbd" --no-defaults --datadir="$WORK/data"
+    --socket="$WORK/mariadb.sock" --pid-file="$WORK/mariadbd.pid" --port="$DB_PORT"
+    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin
+    --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --innodb-buffer-pool-size=128M
+    --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci
+    "${user_args[@]}")
+  bench_bg "$WORK/mariadb.log" "${MARIADB_CMD[@]}"
   DB_PID=$BENCH_LAST_PID
   wait_for sql -e 'SELECT 1'
   sql -e 'CREATE DATABASE meiduo_mall CHARACTER SET utf8mb4'
