@@ -27,10 +27,12 @@ need nginx nginx-light; need envsubst gettext-base; need wrk wrk; need mariadb-s
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 bench_init faults
-log "cargo build --release (services, sandbox, load driver)"
-cargo build --release --locked -q -p verifications-svc -p users-svc -p sms-worker --bins \
-  -p tests --bin sms-sandbox --example faults
-BIN=$CARGO_TARGET_DIR/release
+# PROFILE=debug: a quick try of the script itself (the numbers then mean nothing).
+PROFILE=${PROFILE:-release}
+log "cargo build --profile $PROFILE (services, sandbox, load driver)"
+cargo build --profile "${PROFILE/debug/dev}" --locked -q -p verifications-svc -p users-svc \
+  -p sms-worker --bins -p sms-sandbox --bin sms-sandbox -p tests --example faults
+BIN=$CARGO_TARGET_DIR/$PROFILE
 
 # Redis with an append-only file, so a restart finds its keys (codes, flags, the queue) again.
 REDIS_PORT=$(free_port)
@@ -97,7 +99,7 @@ echo "$DB_PID" >"$WORK/mariadb.pid"
 echo "$NGINX_PID" >"$WORK/nginx.pid"
 faults_cleanup() {
   local f
-  for f in "$WORK"/*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
   bench_cleanup
 }
 trap faults_cleanup EXIT
@@ -114,7 +116,9 @@ restart() { # name command...: SIGTERM the process in name.pid, wait for it, sta
 }
 # shellcheck disable=SC2016
 {
-  printf 'kill -9 "$(cat %q)"\n' "$WORK/sms-worker.pid"
+  # SIGKILL is asynchronous: wait until the old process is gone and its port free.
+  printf 'pid=$(cat %q); kill -9 "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done\n' \
+    "$WORK/sms-worker.pid"
   printf '%q ' env "${SERVICE_ENV[@]}" PORT="$WORKER_PORT" "$BIN/sms-worker"
   printf '>>%q 2>&1 &\necho $! >%q\n' "$WORK/sms-worker.log" "$WORK/sms-worker.pid"
 } | fault_script worker_kill

@@ -22,7 +22,8 @@
 //!   `{"count":N,"http_status":503}`, `{"count":N,"delay_ms":D}`,
 //!   `{"count":N,"delay_after_accept_ms":D}`, `{"count":N,"malformed":true}`; without
 //!   `provider` a fault applies to whichever provider is called next), `POST /control/latency`
-//!   (`{"ms":200}`: every call waits this long, for benchmarks), `POST /control/reset`.
+//!   (`{"ms":200}`: every call waits this long, for benchmarks), `POST /control/clear` (queued
+//!   faults dropped, records kept), `POST /control/reset` (everything forgotten).
 
 pub mod aliyun;
 pub mod ccp;

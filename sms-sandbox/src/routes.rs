@@ -53,6 +53,7 @@ pub(super) fn server(
             .route("/control/fail", web::post().to(fail))
             .route("/control/latency", web::post().to(latency))
             .route("/control/reset", web::post().to(reset))
+            .route("/control/clear", web::post().to(clear))
             .default_service(web::to(not_found))
     })
     .workers(workers)
@@ -346,6 +347,13 @@ async fn latency(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
 async fn reset(state: web::Data<State>) -> HttpResponse {
     *state.lock() = crate::Inner::default();
     HttpResponse::Ok().json(json!({"status": "reset"}))
+}
+
+/// `POST /control/clear`: drop the queued faults, keep the records (the end of an outage in
+/// the middle of a benchmark, whose messages are still to be counted).
+async fn clear(state: web::Data<State>) -> HttpResponse {
+    state.lock().faults.clear();
+    HttpResponse::Ok().json(json!({"status": "cleared"}))
 }
 
 async fn not_found() -> HttpResponse {

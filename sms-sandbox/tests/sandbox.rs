@@ -525,3 +525,24 @@ async fn the_binary_serves_the_account_from_its_environment() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["req_id"], "bin1");
 }
+
+#[tokio::test]
+async fn clear_ends_queued_faults_but_keeps_the_records() {
+    let sandbox = Sandbox::start(SandboxConfig::random()).await;
+    let c = sandbox.config().clone();
+    send(&sandbox, body(&c, MOBILE, "before")).await;
+    sandbox.inject(Fault::status_code(1_000, "160000"));
+    assert_eq!(
+        control(&sandbox, "/control/clear", json!({})).await,
+        (200, json!({"status": "cleared"}))
+    );
+    let (_, answer) = send(&sandbox, body(&c, MOBILE, "after")).await;
+    assert_eq!(answer["statusCode"], "000000", "no fault is left");
+    let sent: Vec<String> = sandbox.messages().iter().map(|m| m.to.clone()).collect();
+    assert_eq!(sent, vec![MOBILE.to_owned(), MOBILE.to_owned()]);
+    assert_eq!(
+        sandbox.calls().len(),
+        2,
+        "the calls before the clear are kept"
+    );
+}

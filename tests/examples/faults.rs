@@ -114,7 +114,8 @@ impl Settings {
 struct Run {
     settings: Settings,
     http: reqwest::Client,
-    redis: redis::aio::MultiplexedConnection,
+    /// Reconnects by itself after a Redis restart (a fault this driver injects).
+    redis: redis::aio::ConnectionManager,
     start: Instant,
     records: Mutex<Vec<Record>>,
     sms: Mutex<Vec<Sms>>,
@@ -523,7 +524,7 @@ fn report(run: &Run, injected: &[(String, f64, f64)], dups: (usize, usize)) -> (
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let redis = redis::Client::open(settings.redis_url.as_str())?
-        .get_multiplexed_async_connection()
+        .get_connection_manager()
         .await?;
     let end = settings.duration();
     let run = Arc::new(Run {
