@@ -57,6 +57,22 @@ pub fn limit_key(ip: IpAddr) -> String {
     }
 }
 
+/// The key a per-subnet limit counts under: an IPv4 address's /24, an IPv6 address's /48 (a
+/// site's allocation), an IPv4-mapped address as its IPv4. A rented pool of neighbouring
+/// addresses then shares one budget.
+pub fn subnet_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +158,24 @@ mod tests {
         ];
         for (why, input, want) in cases {
             assert_eq!(limit_key(ip(input)), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn subnet_keys_are_an_ipv4_slash_24_and_an_ipv6_slash_48() {
+        let cases = [
+            ("IPv4 /24", "198.51.100.7", "198.51.100.0/24"),
+            ("same /24", "198.51.100.250", "198.51.100.0/24"),
+            ("mapped IPv4", "::ffff:198.51.101.7", "198.51.101.0/24"),
+            ("IPv6 /48", "2001:db8:1:2::1", "2001:db8:1::/48"),
+            (
+                "same /48, other /64",
+                "2001:db8:1:ffff::1",
+                "2001:db8:1::/48",
+            ),
+        ];
+        for (why, input, want) in cases {
+            assert_eq!(subnet_key(ip(input)), want, "{why}");
         }
     }
 }

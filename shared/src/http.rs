@@ -48,6 +48,10 @@ pub enum ApiError {
     /// full. The cause is logged, never sent.
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// 503 with the usual body and this `Retry-After`: a deliberate refusal for a known time
+    /// (the global SMS budget is spent), logged by whoever decided it.
+    #[error("unavailable for {retry_after} s")]
+    UnavailableFor { retry_after: u64 },
     /// 500: a bug. The cause is logged, never sent.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -85,7 +89,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::UnavailableFor { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -110,6 +114,10 @@ impl ResponseError for ApiError {
                     header::RETRY_AFTER,
                     UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
                 ));
+                detail(msg::UNAVAILABLE)
+            }
+            Self::UnavailableFor { retry_after } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
                 detail(msg::UNAVAILABLE)
             }
             Self::Unexpected(cause) => {
@@ -373,6 +381,12 @@ mod tests {
                 503,
                 r#"{"detail":"服务暂时不可用，请稍后重试"}"#,
                 Some("5"),
+            ),
+            (
+                ApiError::UnavailableFor { retry_after: 37 },
+                503,
+                r#"{"detail":"服务暂时不可用，请稍后重试"}"#,
+                Some("37"),
             ),
             (
                 ApiError::Unexpected(anyhow::anyhow!("secret cause")),

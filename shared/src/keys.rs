@@ -30,6 +30,19 @@ pub fn sms_attempts(mobile: &Mobile) -> String {
     format!("sms_attempts_{}", mobile.as_str())
 }
 
+/// `sms_owner_{mobile}`: who asked for the current SMS code (the client's
+/// `client_ip::limit_key`), written with the code and living as long; users-svc counts the
+/// wrong guesses of anyone else separately so that a stranger cannot burn the owner's code.
+pub fn sms_owner(mobile: &Mobile) -> String {
+    format!("sms_owner_{}", mobile.as_str())
+}
+
+/// `sms_stranger_attempts_{mobile}`: wrong guesses at the current code from clients other than
+/// its owner.
+pub fn sms_stranger_attempts(mobile: &Mobile) -> String {
+    format!("sms_stranger_attempts_{}", mobile.as_str())
+}
+
 /// `rl:{scope}:{key}`: a rate-limit counter.
 pub fn rate_limit(scope: &str, key: &str) -> String {
     format!("rl:{scope}:{key}")
@@ -59,6 +72,11 @@ mod tests {
         assert_eq!(sms_code(&m), "sms_13800138000");
         assert_eq!(send_flag(&m), "send_flag_13800138000");
         assert_eq!(sms_attempts(&m), "sms_attempts_13800138000");
+        assert_eq!(sms_owner(&m), "sms_owner_13800138000");
+        assert_eq!(
+            sms_stranger_attempts(&m),
+            "sms_stranger_attempts_13800138000"
+        );
         assert_eq!(rate_limit("sms_ip", "127.0.0.1"), "rl:sms_ip:127.0.0.1");
         assert_eq!(
             sms_sent(&uuid::Uuid::nil()),

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The registry and the per-request metrics recorded by [`crate::telemetry::observe`].
@@ -64,6 +64,14 @@ impl Metrics {
             .expect("static metric options are valid");
         self.register(Box::new(c.clone()));
         c
+    }
+
+    /// An `IntGaugeVec` registered on this registry.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let g = IntGaugeVec::new(Opts::new(name, help), labels)
+            .expect("static metric options are valid");
+        self.register(Box::new(g.clone()));
+        g
     }
 
     /// Prometheus text exposition of everything registered.

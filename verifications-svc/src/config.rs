@@ -8,6 +8,8 @@ use shared::config::{ConfigError, Env, Listen};
 use shared::cors::AllowedOrigins;
 use shared::queue::QueueSettings;
 
+use crate::store::{Budget, SendLimits};
+
 /// Everything verifications-svc reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,10 +24,12 @@ pub struct Config {
     pub queue: QueueSettings,
     /// `SMS_TEMPLATE_ID`, default `1` (CCP's test template).
     pub sms_template_id: String,
-    /// `SMS_SEND_LIMIT_PER_MOBILE_PER_DAY`, default 10 sends per mobile per 24 h.
-    pub sms_limit_per_mobile_per_day: u64,
-    /// `SMS_SEND_LIMIT_PER_IP_PER_HOUR`, default 20 sends per client IP per hour.
-    pub sms_limit_per_ip_per_hour: u64,
+    /// The abuse limits and the global budget (`crate::store::SendLimits` holds the defaults):
+    /// `SMS_SEND_LIMIT_PER_MOBILE_PER_DAY` [10], `SMS_SEND_LIMIT_PER_IP_PER_HOUR` [20],
+    /// `SMS_SEND_LIMIT_PER_PREFIX_PER_HOUR` [50], `SMS_SEND_LIMIT_PER_SUBNET_PER_HOUR` [200],
+    /// `CAPTCHA_FAILURES_PER_IP_PER_HOUR` [30], `SMS_BUDGET_PER_MINUTE|HOUR|DAY`
+    /// [100, 2000, 20000].
+    pub send_limits: SendLimits,
     /// `TRUSTED_PROXIES`, default `127.0.0.1/32`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// `CORS_ALLOWED_ORIGINS`, default none (through the gateway the page is same-origin).
@@ -56,18 +60,7 @@ impl Config {
             redis_timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
             queue: QueueSettings::from_env(&mut env),
             sms_template_id: env.string("SMS_TEMPLATE_ID", "1"),
-            sms_limit_per_mobile_per_day: env.int_in(
-                "SMS_SEND_LIMIT_PER_MOBILE_PER_DAY",
-                10,
-                1,
-                1_000_000_000,
-            ),
-            sms_limit_per_ip_per_hour: env.int_in(
-                "SMS_SEND_LIMIT_PER_IP_PER_HOUR",
-                20,
-                1,
-                1_000_000_000,
-            ),
+            send_limits: send_limits(&mut env),
             trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
             cors_allowed_origins: AllowedOrigins::from_env(&mut env),
             captcha_max_concurrent_renders: env.int_in(
@@ -83,6 +76,27 @@ impl Config {
     }
 }
 
+/// The `SMS_SEND_LIMIT_*`, `CAPTCHA_FAILURES_*` and `SMS_BUDGET_*` variables.
+fn send_limits(env: &mut Env) -> SendLimits {
+    let d = SendLimits::default();
+    let mut limit = |name: &str, default: u64| env.int_in(name, default, 1, 1_000_000_000);
+    SendLimits {
+        per_mobile_per_day: limit("SMS_SEND_LIMIT_PER_MOBILE_PER_DAY", d.per_mobile_per_day),
+        per_ip_per_hour: limit("SMS_SEND_LIMIT_PER_IP_PER_HOUR", d.per_ip_per_hour),
+        per_prefix_per_hour: limit("SMS_SEND_LIMIT_PER_PREFIX_PER_HOUR", d.per_prefix_per_hour),
+        per_subnet_per_hour: limit("SMS_SEND_LIMIT_PER_SUBNET_PER_HOUR", d.per_subnet_per_hour),
+        captcha_failures_per_ip_per_hour: limit(
+            "CAPTCHA_FAILURES_PER_IP_PER_HOUR",
+            d.captcha_failures_per_ip_per_hour,
+        ),
+        budget: Budget {
+            per_minute: limit("SMS_BUDGET_PER_MINUTE", d.budget.per_minute),
+            per_hour: limit("SMS_BUDGET_PER_HOUR", d.budget.per_hour),
+            per_day: limit("SMS_BUDGET_PER_DAY", d.budget.per_day),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,8 +109,19 @@ mod tests {
         assert_eq!(c.queue.redis_url, "redis://127.0.0.1:6379/3");
         assert_eq!(c.sms_template_id, "1");
         assert_eq!(
-            (c.sms_limit_per_mobile_per_day, c.sms_limit_per_ip_per_hour),
-            (10, 20)
+            c.send_limits,
+            SendLimits {
+                per_mobile_per_day: 10,
+                per_ip_per_hour: 20,
+                per_prefix_per_hour: 50,
+                per_subnet_per_hour: 200,
+                captcha_failures_per_ip_per_hour: 30,
+                budget: Budget {
+                    per_minute: 100,
+                    per_hour: 2000,
+                    per_day: 20_000
+                },
+            }
         );
         assert_eq!(
             c.trusted_proxies,
@@ -114,14 +139,16 @@ mod tests {
             ("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "many"),
             ("TRUSTED_PROXIES", "nginx"),
             ("CAPTCHA_MAX_CONCURRENT_RENDERS", "0"),
+            ("SMS_BUDGET_PER_DAY", "-1"),
         ]))
-        .expect_err("four bad values")
+        .expect_err("five bad values")
         .to_string();
         for name in [
             "SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=0",
             "SMS_SEND_LIMIT_PER_IP_PER_HOUR=\"many\"",
             "TRUSTED_PROXIES: \"nginx\"",
             "CAPTCHA_MAX_CONCURRENT_RENDERS=0",
+            "SMS_BUDGET_PER_DAY=",
         ] {
             assert!(err.contains(name), "{err}");
         }

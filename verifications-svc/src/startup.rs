@@ -14,7 +14,7 @@ use crate::domain::captcha::RenderLimit;
 use crate::domain::sms::SmsCodes;
 use crate::metrics::VerificationMetrics;
 use crate::routes;
-use crate::store::{self, SendLimits};
+use crate::store;
 
 /// A bound, not yet running, verifications-svc.
 pub struct Application {
@@ -53,10 +53,7 @@ impl Codes {
             sms: SmsCodes {
                 redis: redis.clone(),
                 queue: config.queue.storage(queue_connection.clone()),
-                limits: SendLimits {
-                    per_mobile_per_day: config.sms_limit_per_mobile_per_day,
-                    per_ip_per_hour: config.sms_limit_per_ip_per_hour,
-                },
+                limits: config.send_limits,
                 template_id: config.sms_template_id.clone(),
             },
             redis,
@@ -74,7 +71,10 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
         let port = listener.local_addr()?.port();
         let metrics = Metrics::new("verifications-svc");
-        let verification_metrics = web::Data::new(VerificationMetrics::register(&metrics));
+        let verification_metrics = web::Data::new(VerificationMetrics::register(
+            &metrics,
+            config.send_limits.budget,
+        ));
         let cors = web::Data::new(config.cors_allowed_origins.clone());
         let metrics = web::Data::new(metrics);
         // Fail start-up on a URL the Redis client rejects; each worker then opens its own.

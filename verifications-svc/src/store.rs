@@ -9,26 +9,34 @@
 //! comes back; connect and response timeouts make a request fail fast (503) while it is down.
 //!
 //! ## Round trips of `GET /sms_codes/` (three on success)
-//! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong)
-//!    and reports whether `send_flag_{mobile}` exists, so the three 400s need one round trip.
+//! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong),
+//!    compares the answer, counts a wrong one under `rl:captcha_fail:{ip}` (1 h) and reports
+//!    whether `send_flag_{mobile}` exists, so the three 400s need one round trip. A client past
+//!    `CAPTCHA_FAILURES_PER_IP_PER_HOUR` wrong answers is refused (429) before the compare,
+//!    right answer or not, and its refusals are not counted.
 //! 2. [`claim_send`]: one Lua script, atomic: `SET send_flag NX EX 60` (the real guard: of any
-//!    number of concurrent requests exactly one gets past it); then the two fixed-window
-//!    rate limits (`rl:sms_mobile:{mobile}` 24 h, `rl:sms_ip:{ip}` 1 h, `{ip}` being
-//!    `shared::client_ip::limit_key`: an IPv6 client's /64): both are checked
-//!    first, then a send both allow counts against both, and a refused send counts only
+//!    number of concurrent requests exactly one gets past it); then the fixed-window counters:
+//!    the client limits `rl:sms_mobile:{mobile}` (24 h), `rl:sms_ip:{ip}`, `rl:sms_prefix:{first
+//!    7 digits}` and `rl:sms_subnet:{/24 or /48}` (1 h each; `{ip}` is
+//!    `shared::client_ip::limit_key`: an IPv6 client's /64), and the global budget
+//!    `rl:sms_budget:minute|hour|day` shared by every replica. All are checked first; a send
+//!    they all allow counts against all of them. A send a client limit refuses (429) counts only
 //!    against the limit(s) that refused it (refused hits of that limit count too, as in
-//!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the
-//!    IP limit do not use up their own phones' daily quota). Over a limit, the flag is given
-//!    back; else `SETEX sms_{mobile} 300` and `DEL sms_attempts_{mobile}`.
+//!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the IP
+//!    limit do not use up their own phones' daily quota) and never against the budget; a send
+//!    only the budget refuses (503) counts nowhere, so the budget counters are exactly the SMS
+//!    sent. Over a limit, the flag is given back; else `SETEX sms_{mobile} 300`, `SETEX
+//!    sms_owner_{mobile} 300 {ip}` (who asked: see users-svc's code check) and `DEL
+//!    sms_attempts_{mobile}`.
 //! 3. the apalis push (on the queue's own connection; task id = the request id, so a push
 //!    that errors after Redis stored it is found by one exact lookup and not undone).
 //!
-//! The claim also returns the code it replaced (and its wrong-guess counter) with their PTTLs,
-//! at no extra round trip. If the push fails, [`release_send`] (a fourth round trip, only then)
-//! gives back the flag and puts that previous code back with the life it had left (or deletes
-//! the new code if there was none), each only if the key still holds this request's value, and
-//! refunds the two rate-limit hits: a queue outage neither sends a code nor wipes the one the
-//! user already has, and the user can simply retry.
+//! The claim also returns the code it replaced (its wrong-guess counter and owner) with their
+//! PTTLs, and the budget counters, at no extra round trip. If the push fails, [`release_send`]
+//! (a fourth round trip, only then) gives back the flag and puts that previous code back with
+//! the life it had left (or deletes the new code if there was none), each only if the key still
+//! holds this request's value, and refunds every counter hit: a queue outage neither sends a
+//! code nor wipes the one the user already has, and the user can simply retry.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -42,10 +50,20 @@ use shared::keys;
 pub const MOBILE_SCOPE: &str = "sms_mobile";
 /// Rate-limit scope of the per-IP hourly limit (`rl:sms_ip:{ip}`).
 pub const IP_SCOPE: &str = "sms_ip";
+/// Rate-limit scope of the per-number-block limit (`rl:sms_prefix:{first 7 digits}`).
+pub const PREFIX_SCOPE: &str = "sms_prefix";
+/// Rate-limit scope of the per-subnet limit (`rl:sms_subnet:{/24 or /48}`).
+pub const SUBNET_SCOPE: &str = "sms_subnet";
+/// Rate-limit scope of the global SMS budget (`rl:sms_budget:minute|hour|day`).
+pub const BUDGET_SCOPE: &str = "sms_budget";
+/// Rate-limit scope of wrong captcha answers per client (`rl:captcha_fail:{ip}`).
+pub const CAPTCHA_FAIL_SCOPE: &str = "captcha_fail";
 /// Window of the per-mobile limit.
 pub const MOBILE_WINDOW_SECS: u64 = 24 * 3600;
-/// Window of the per-IP limit.
+/// Window of the per-IP, per-prefix, per-subnet and captcha-failure limits.
 pub const IP_WINDOW_SECS: u64 = 3600;
+/// Digits of a mobile that name its number block.
+pub const PREFIX_DIGITS: usize = 7;
 
 /// A lazily connecting, self-reconnecting connection to `url`.
 pub fn connect(url: &str, timeout: Duration) -> anyhow::Result<ConnectionManager> {
@@ -89,101 +107,222 @@ pub async fn store_image_code(
 static TAKE_IMAGE_CODE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
+-- KEYS: img, send_flag, rl captcha_fail; ARGV: the answer lower-cased, failure limit, window
 local text = redis.call('GETDEL', KEYS[1])
-return {text, redis.call('EXISTS', KEYS[2])}
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[2]) then
+  return {'limited', math.max(redis.call('TTL', KEYS[3]), 1)}
+end
+if not text then return {'invalid', 0} end
+-- string.lower is ASCII only: the stored text is ASCII (ours and the original's captchas), so
+-- this is Python's str.lower() on both sides, the answer having been lowered by the caller.
+if string.lower(text) ~= ARGV[1] then
+  local n = redis.call('INCR', KEYS[3])
+  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+  return {'wrong', n}
+end
+return {'right', redis.call('EXISTS', KEYS[2])}
 ",
     )
 });
 
-/// What round trip 1 found.
+/// What round trip 1 found; the captcha is consumed in every case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Taken {
-    /// The captcha text, now deleted; `None` if there was none (expired, used, never issued).
-    pub text: Option<String>,
-    /// `send_flag_{mobile}` exists: a code was sent in the last 60 s.
-    pub recently_sent: bool,
+pub enum Taken {
+    /// The client is past its wrong-answer limit: refused without looking at the answer.
+    Limited { retry_after: u64 },
+    /// No captcha under the id (expired, used, never issued).
+    Invalid,
+    /// The answer does not match; counted, this many wrong answers in the window now.
+    Wrong { failures: u64 },
+    /// The answer matches; `recently_sent`: `send_flag_{mobile}` exists.
+    Right { recently_sent: bool },
 }
 
-/// GETDEL `img_{id}` and check `send_flag_{mobile}`, atomically, in one round trip.
+/// `rl:{scope}:{limit_key}` of a client, `unknown` when there is no address.
+fn client_key(scope: &str, ip: Option<IpAddr>, key: fn(IpAddr) -> String) -> String {
+    keys::rate_limit(scope, &ip.map_or_else(|| "unknown".to_owned(), key))
+}
+
+/// GETDEL `img_{id}`, compare `answer`, count a wrong one for `ip`, check `send_flag_{mobile}`:
+/// atomically, in one round trip.
 pub async fn take_image_code(
     conn: &ConnectionManager,
     id: &ImageCodeId,
     mobile: &Mobile,
+    answer: &str,
+    ip: Option<IpAddr>,
+    failure_limit: u64,
 ) -> redis::RedisResult<Taken> {
-    let (text, flag): (Option<String>, i64) = TAKE_IMAGE_CODE
+    let (verdict, n): (String, u64) = TAKE_IMAGE_CODE
         .key(keys::image_code(id))
         .key(keys::send_flag(mobile))
+        .key(client_key(
+            CAPTCHA_FAIL_SCOPE,
+            ip,
+            shared::client_ip::limit_key,
+        ))
+        .arg(answer.to_lowercase())
+        .arg(failure_limit)
+        .arg(IP_WINDOW_SECS)
         .invoke_async(&mut conn.clone())
         .await?;
-    Ok(Taken {
-        text,
-        recently_sent: flag == 1,
+    Ok(match verdict.as_str() {
+        "limited" => Taken::Limited { retry_after: n },
+        "invalid" => Taken::Invalid,
+        "wrong" => Taken::Wrong { failures: n },
+        _ => Taken::Right {
+            recently_sent: n == 1,
+        },
     })
 }
 
 static CLAIM_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS: send_flag, sms code, attempts, rl mobile, rl ip
--- ARGV: request id, flag ttl, code, code ttl, mobile limit, mobile window, ip limit, ip window
+-- KEYS: send_flag, sms code, attempts, owner, then one counter per limit: first the client
+--       limits, then the budget windows
+-- ARGV: request id, flag ttl, code, code ttl, owner, number of client limits, then
+--       (limit, window) per counter
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return {0, 0, 0, false, -2, false, -2}
+  return {0, 0, 0, false, -2, false, -2, false, {}}
 end
-local function hit(key, window)
-  local n = redis.call('INCR', key)
-  local ttl = redis.call('TTL', key)
+local first, clients = 5, tonumber(ARGV[6])
+local function window(i) return ARGV[8 + 2 * (i - first)] end
+local function is_client(i) return i < first + clients end
+local function hit(i)
+  local n = redis.call('INCR', KEYS[i])
+  local ttl = redis.call('TTL', KEYS[i])
   if ttl < 0 then
-    redis.call('EXPIRE', key, window)
-    ttl = tonumber(window)
+    redis.call('EXPIRE', KEYS[i], window(i))
+    ttl = tonumber(window(i))
   end
   return n, ttl
 end
--- Decide first, count after: a send refused by one limit is counted only against the limit that
--- refused it (hammering that limit still counts), so hitting the per-IP limit does not use up the
--- mobile's daily quota or the other way round; a send both allow counts against both.
-local function over(key, limit)
-  return tonumber(redis.call('GET', key) or '0') + 1 > tonumber(limit)
-end
-local over_mobile = over(KEYS[4], ARGV[5])
-local over_ip = over(KEYS[5], ARGV[7])
-local refused = over_mobile or over_ip
-local which, wait = 0, 1
-if over_mobile or not refused then
-  local _, ttl = hit(KEYS[4], ARGV[6])
-  if over_mobile then
-    which = which + 1
-    wait = math.max(wait, ttl)
+-- Decide first, count after (see the module comment for who counts what).
+local over, client_refused, refused = {}, false, false
+for i = first, #KEYS do
+  local limit = tonumber(ARGV[7 + 2 * (i - first)])
+  over[i] = tonumber(redis.call('GET', KEYS[i]) or '0') + 1 > limit
+  if over[i] then
+    refused = true
+    if is_client(i) then client_refused = true end
   end
 end
-if over_ip or not refused then
-  local _, ttl = hit(KEYS[5], ARGV[8])
-  if over_ip then
-    which = which + 2
-    wait = math.max(wait, ttl)
+if refused then
+  local mask, wait = 0, 1
+  for i = first, #KEYS do
+    if over[i] and (is_client(i) or not client_refused) then
+      local ttl
+      if is_client(i) then
+        ttl = select(2, hit(i))
+      else
+        ttl = redis.call('TTL', KEYS[i])
+      end
+      mask = bit.bor(mask, bit.lshift(1, i - first))
+      wait = math.max(wait, ttl)
+    end
   end
-end
-if which > 0 then
   redis.call('DEL', KEYS[1])
-  return {2, wait, which, false, -2, false, -2}
+  return {client_refused and 2 or 3, wait, mask, false, -2, false, -2, false, {}}
 end
+local counts = {}
+for i = first, #KEYS do counts[#counts + 1] = hit(i) end
 -- What the new code replaces, so that a failed queue push can put it back (release_send)
 -- without another round trip on the success path.
 local prev_code = redis.call('GET', KEYS[2])
 local prev_code_pttl = redis.call('PTTL', KEYS[2])
 local prev_attempts = redis.call('GET', KEYS[3])
 local prev_attempts_pttl = redis.call('PTTL', KEYS[3])
+local prev_owner = redis.call('GET', KEYS[4])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4])
 redis.call('DEL', KEYS[3])
-return {1, 0, 0, prev_code, prev_code_pttl, prev_attempts, prev_attempts_pttl}
+return {1, 0, 0, prev_code, prev_code_pttl, prev_attempts, prev_attempts_pttl, prev_owner, counts}
 ",
     )
 });
 
-/// The two abuse limits, as configured.
+/// The global SMS budget: sends by every replica together, per fixed window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_minute: u64,
+    pub per_hour: u64,
+    pub per_day: u64,
+}
+
+/// The abuse limits, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendLimits {
     pub per_mobile_per_day: u64,
     pub per_ip_per_hour: u64,
+    pub per_prefix_per_hour: u64,
+    pub per_subnet_per_hour: u64,
+    pub captcha_failures_per_ip_per_hour: u64,
+    pub budget: Budget,
+}
+
+/// The documented defaults.
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self {
+            per_mobile_per_day: 10,
+            per_ip_per_hour: 20,
+            per_prefix_per_hour: 50,
+            per_subnet_per_hour: 200,
+            captcha_failures_per_ip_per_hour: 30,
+            budget: Budget {
+                per_minute: 100,
+                per_hour: 2000,
+                per_day: 20_000,
+            },
+        }
+    }
+}
+
+/// A client limit (429 when spent), in the order of the claim's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    Mobile,
+    Ip,
+    Prefix,
+    Subnet,
+}
+
+/// A window of the global budget (503 when spent), in the order of the claim's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetWindow {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl BudgetWindow {
+    pub const ALL: [Self; 3] = [Self::Minute, Self::Hour, Self::Day];
+
+    /// The `window` label of the budget metrics and the key's suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+
+    pub fn secs(self) -> u64 {
+        match self {
+            Self::Minute => 60,
+            Self::Hour => 3600,
+            Self::Day => 24 * 3600,
+        }
+    }
+
+    pub fn limit(self, budget: Budget) -> u64 {
+        match self {
+            Self::Minute => budget.per_minute,
+            Self::Hour => budget.per_hour,
+            Self::Day => budget.per_day,
+        }
+    }
 }
 
 /// One send about to be claimed.
@@ -196,33 +335,69 @@ pub struct Claim<'a> {
     pub request_id: uuid::Uuid,
 }
 
+const CLIENT_LIMITS: [LimitHit; 4] = [
+    LimitHit::Mobile,
+    LimitHit::Ip,
+    LimitHit::Prefix,
+    LimitHit::Subnet,
+];
+
 impl Claim<'_> {
-    /// `rl:sms_ip:{limit_key}`: an IPv6 client counts by its /64 (one subscriber holds a whole
-    /// /64 and could otherwise take a fresh quota from each address), an IPv4-mapped address as
-    /// the IPv4 it is.
-    fn ip_key(&self) -> String {
-        keys::rate_limit(
-            IP_SCOPE,
-            &self
-                .ip
-                .map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key),
-        )
+    /// The four keys every claim and release touches before the counters.
+    fn code_keys(&self) -> [String; 4] {
+        [
+            keys::send_flag(self.mobile),
+            keys::sms_code(self.mobile),
+            keys::sms_attempts(self.mobile),
+            keys::sms_owner(self.mobile),
+        ]
     }
 
-    fn mobile_key(&self) -> String {
-        keys::rate_limit(MOBILE_SCOPE, self.mobile.as_str())
+    /// Every counter as (key, limit, window): the client limits in [`CLIENT_LIMITS`] order,
+    /// then the budget in [`BudgetWindow::ALL`] order. An IPv6 client counts by its /64 (one
+    /// subscriber holds a whole /64) and its /48, an IPv4-mapped address as the IPv4 it is.
+    fn counters(&self, limits: SendLimits) -> Vec<(String, u64, u64)> {
+        let mobile = self.mobile.as_str();
+        let client = CLIENT_LIMITS.map(|hit| match hit {
+            LimitHit::Mobile => (
+                keys::rate_limit(MOBILE_SCOPE, mobile),
+                limits.per_mobile_per_day,
+                MOBILE_WINDOW_SECS,
+            ),
+            LimitHit::Ip => (
+                client_key(IP_SCOPE, self.ip, shared::client_ip::limit_key),
+                limits.per_ip_per_hour,
+                IP_WINDOW_SECS,
+            ),
+            LimitHit::Prefix => (
+                keys::rate_limit(PREFIX_SCOPE, &mobile[..PREFIX_DIGITS]),
+                limits.per_prefix_per_hour,
+                IP_WINDOW_SECS,
+            ),
+            LimitHit::Subnet => (
+                client_key(SUBNET_SCOPE, self.ip, shared::client_ip::subnet_key),
+                limits.per_subnet_per_hour,
+                IP_WINDOW_SECS,
+            ),
+        });
+        let budget = BudgetWindow::ALL.map(|w| {
+            (
+                keys::rate_limit(BUDGET_SCOPE, w.name()),
+                w.limit(limits.budget),
+                w.secs(),
+            )
+        });
+        client.into_iter().chain(budget).collect()
+    }
+
+    /// The owner's value: the client's limit key, as users-svc computes it.
+    fn owner(&self) -> String {
+        self.ip
+            .map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key)
     }
 }
 
-/// Which limit refused a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitHit {
-    Mobile,
-    Ip,
-    Both,
-}
-
-/// The still-valid code a claim replaced, and its wrong-guess counter, as they were.
+/// The still-valid code a claim replaced, and its wrong-guess counter and owner, as they were.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Previous {
     pub code: String,
@@ -232,6 +407,8 @@ pub struct Previous {
     pub attempts: u64,
     /// The counter's remaining life; `None`: absent or without TTL.
     pub attempts_ttl: Option<Duration>,
+    /// `sms_owner_{mobile}` then; `None`: absent (a code stored by the original).
+    pub owner: Option<String>,
 }
 
 /// Not `derive(Debug)`: the code is a secret and must not reach a log.
@@ -248,42 +425,60 @@ impl std::fmt::Debug for Previous {
 /// What round trip 2 decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// The flag is ours and the code is stored; `previous` is the code it replaced, if any.
-    Claimed { previous: Option<Previous> },
+    /// The flag is ours and the code is stored; `previous` is the code it replaced, if any;
+    /// `budget_used`: the budget counters after this send, in [`BudgetWindow::ALL`] order.
+    Claimed {
+        previous: Option<Previous>,
+        budget_used: [u64; 3],
+    },
     /// Another request holds the flag (sent within 60 s, or a concurrent winner).
     FlagTaken,
-    /// Over an abuse limit; nothing stored, the flag given back.
+    /// Over a client limit (the first of those that refused); nothing stored, flag given back.
     Limited { hit: LimitHit, retry_after: u64 },
+    /// Within every client limit but the global budget is spent (the longest window that
+    /// refused); nothing stored or counted, the flag given back.
+    BudgetSpent {
+        window: BudgetWindow,
+        retry_after: u64,
+    },
 }
 
-/// Claim the send flag, count the rate limits, store the code: atomically, one round trip.
+/// Claim the send flag, count the limits and the budget, store the code: atomically, one
+/// round trip.
 pub async fn claim_send(
     conn: &ConnectionManager,
     claim: &Claim<'_>,
     limits: SendLimits,
 ) -> redis::RedisResult<ClaimOutcome> {
-    type Reply = (i64, u64, i64, Option<String>, i64, Option<String>, i64);
-    let (status, wait, which, prev_code, prev_pttl, prev_attempts, attempts_pttl): Reply =
-        CLAIM_SEND
-            .key(keys::send_flag(claim.mobile))
-            .key(keys::sms_code(claim.mobile))
-            .key(keys::sms_attempts(claim.mobile))
-            .key(claim.mobile_key())
-            .key(claim.ip_key())
-            .arg(claim.request_id.to_string())
-            .arg(keys::SEND_FLAG_TTL_SECS)
-            .arg(claim.code.as_str())
-            .arg(keys::SMS_CODE_TTL_SECS)
-            .arg(limits.per_mobile_per_day)
-            .arg(MOBILE_WINDOW_SECS)
-            .arg(limits.per_ip_per_hour)
-            .arg(IP_WINDOW_SECS)
-            .invoke_async(&mut conn.clone())
-            .await?;
-    // PTTL: -2 no key, -1 no expiry, else milliseconds left.
-    let ttl = |pttl: i64| u64::try_from(pttl).ok().map(Duration::from_millis);
-    Ok(match (status, which) {
-        (1, _) => ClaimOutcome::Claimed {
+    type Reply = (
+        i64,
+        u64,
+        u32,
+        Option<String>,
+        i64,
+        Option<String>,
+        i64,
+        Option<String>,
+        Vec<u64>,
+    );
+    let mut script = CLAIM_SEND.prepare_invoke();
+    for key in claim.code_keys() {
+        script.key(key);
+    }
+    script
+        .arg(claim.request_id.to_string())
+        .arg(keys::SEND_FLAG_TTL_SECS)
+        .arg(claim.code.as_str())
+        .arg(keys::SMS_CODE_TTL_SECS)
+        .arg(claim.owner())
+        .arg(CLIENT_LIMITS.len());
+    for (key, limit, window) in claim.counters(limits) {
+        script.key(key).arg(limit).arg(window);
+    }
+    let (status, wait, mask, prev_code, prev_pttl, prev_attempts, attempts_pttl, owner, counts): Reply =
+        script.invoke_async(&mut conn.clone()).await?;
+    Ok(match status {
+        1 => ClaimOutcome::Claimed {
             previous: prev_code.map(|code| Previous {
                 code,
                 ttl: ttl(prev_pttl),
@@ -292,30 +487,39 @@ pub async fn claim_send(
                     .and_then(|a| a.parse().ok())
                     .unwrap_or_default(),
                 attempts_ttl: ttl(attempts_pttl),
+                owner,
+            }),
+            budget_used: std::array::from_fn(|i| {
+                counts.get(CLIENT_LIMITS.len() + i).copied().unwrap_or(0)
             }),
         },
-        (2, 1) => ClaimOutcome::Limited {
-            hit: LimitHit::Mobile,
+        2 => ClaimOutcome::Limited {
+            // The first refusing limit: bit i is CLIENT_LIMITS[i].
+            hit: CLIENT_LIMITS[(mask.trailing_zeros() as usize).min(CLIENT_LIMITS.len() - 1)],
             retry_after: wait,
         },
-        (2, 2) => ClaimOutcome::Limited {
-            hit: LimitHit::Ip,
-            retry_after: wait,
-        },
-        (2, _) => ClaimOutcome::Limited {
-            hit: LimitHit::Both,
+        3 => ClaimOutcome::BudgetSpent {
+            // The longest refusing window: bits 4.. are BudgetWindow::ALL.
+            window: BudgetWindow::ALL[(31 - mask.leading_zeros() as usize)
+                .saturating_sub(CLIENT_LIMITS.len())
+                .min(2)],
             retry_after: wait,
         },
         _ => ClaimOutcome::FlagTaken,
     })
 }
 
+/// PTTL: -2 no key, -1 no expiry, else milliseconds left.
+fn ttl(pttl: i64) -> Option<Duration> {
+    u64::try_from(pttl).ok().map(Duration::from_millis)
+}
+
 static RELEASE_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS: send_flag, sms code, attempts, rl mobile, rl ip
+-- KEYS: send_flag, sms code, attempts, owner, then the claim's counters
 -- ARGV: request id, code, refund (1/0), previous code, its ms left (0: none or expired),
---       previous wrong guesses, their ms left (0: take the code's)
+--       previous wrong guesses, their ms left (0: take the code's), previous owner ('': none)
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 -- Only while the key still holds this request's code: a later send's code is left alone.
 if redis.call('GET', KEYS[2]) == ARGV[2] then
@@ -323,6 +527,11 @@ if redis.call('GET', KEYS[2]) == ARGV[2] then
   if left > 0 then
     -- The code the user may already have received stays valid, with the life it had left.
     redis.call('SET', KEYS[2], ARGV[4], 'PX', left)
+    if ARGV[8] ~= '' then
+      redis.call('SET', KEYS[4], ARGV[8], 'PX', left)
+    else
+      redis.call('DEL', KEYS[4])
+    end
     local before = tonumber(ARGV[6])
     if before > 0 then
       -- Its wrong guesses come back too (plus any made since the claim), or a queue outage
@@ -333,11 +542,11 @@ if redis.call('GET', KEYS[2]) == ARGV[2] then
       redis.call('SET', KEYS[3], before + since, 'PX', attempts_left)
     end
   else
-    redis.call('DEL', KEYS[2])
+    redis.call('DEL', KEYS[2], KEYS[4])
   end
 end
 if ARGV[3] == '1' then
-  for i = 4, 5 do
+  for i = 5, #KEYS do
     -- only existing counters: DECR on a missing key would create one without a TTL
     if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECR', KEYS[i]) end
   end
@@ -350,8 +559,8 @@ return 1
 /// Undo a claim whose job could not be queued: give back the flag, and put `previous` (the
 /// code the claim replaced, `elapsed` ago) back in place of this request's code, or delete the
 /// code if there was none or it has expired meanwhile; each only if the key still holds this
-/// request's value. `refund` also takes back the two rate-limit hits (only when the claim is
-/// known to have run).
+/// request's value. `refund` also takes back every counter hit, budget included (only when the
+/// claim is known to have run).
 pub async fn release_send(
     conn: &ConnectionManager,
     claim: &Claim<'_>,
@@ -365,21 +574,25 @@ pub async fn release_send(
         let ttl = ttl.unwrap_or(Duration::from_secs(keys::SMS_CODE_TTL_SECS));
         u64::try_from(ttl.saturating_sub(elapsed).as_millis()).unwrap_or(u64::MAX)
     };
-    let (code, code_left, attempts, attempts_left) =
-        previous.map_or((String::new(), 0, 0, 0), |p| {
+    let (code, code_left, attempts, attempts_left, owner) =
+        previous.map_or((String::new(), 0, 0, 0, String::new()), |p| {
             (
                 p.code.clone(),
                 left(p.ttl),
                 p.attempts,
                 p.attempts_ttl.map_or(0, |t| left(Some(t))),
+                p.owner.clone().unwrap_or_default(),
             )
         });
-    RELEASE_SEND
-        .key(keys::send_flag(claim.mobile))
-        .key(keys::sms_code(claim.mobile))
-        .key(keys::sms_attempts(claim.mobile))
-        .key(claim.mobile_key())
-        .key(claim.ip_key())
+    let mut script = RELEASE_SEND.prepare_invoke();
+    for key in claim.code_keys() {
+        script.key(key);
+    }
+    // The limits only name the keys here; any values give the same ones.
+    for (key, _, _) in claim.counters(SendLimits::default()) {
+        script.key(key);
+    }
+    script
         .arg(claim.request_id.to_string())
         .arg(claim.code.as_str())
         .arg(if refund { "1" } else { "0" })
@@ -387,6 +600,7 @@ pub async fn release_send(
         .arg(code_left)
         .arg(attempts)
         .arg(attempts_left)
+        .arg(owner)
         .invoke_async::<i64>(&mut conn.clone())
         .await
         .map(drop)

@@ -3,6 +3,7 @@
 //! the hand-over of one `SendSmsCode` job to sms-worker.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use apalis::prelude::{FetchById, TaskBuilder, TaskId, TaskSink};
@@ -11,11 +12,14 @@ use rand::RngExt;
 use redis::aio::ConnectionManager;
 use shared::domain::{ImageCodeId, Mobile, SmsCode};
 use shared::drf::{FieldErrors, msg};
+use shared::http::ApiError;
 use shared::jobs::SendSmsCode;
 use shared::keys;
 use shared::queue::SmsStorage;
 
-use crate::store::{self, Claim, ClaimOutcome, LimitHit, Previous, SendLimits};
+use crate::store::{
+    self, BudgetWindow, Claim, ClaimOutcome, LimitHit, Previous, SendLimits, Taken,
+};
 
 /// `图片验证码无效`: no captcha stored under the id (never issued, expired or already used).
 pub const IMAGE_CODE_INVALID: &str = "图片验证码无效";
@@ -111,10 +115,17 @@ pub enum SendError {
     ImageCodeInvalid,
     #[error("the image code text does not match")]
     ImageCodeWrong,
+    #[error("the client is past its wrong-captcha limit")]
+    CaptchaLimited { retry_after: u64 },
     #[error("a code was sent to this mobile within the last 60 s")]
     TooFrequent,
     #[error("over the {hit:?} send limit")]
     Limited { hit: LimitHit, retry_after: u64 },
+    #[error("the global SMS budget of the {window:?} is spent")]
+    BudgetSpent {
+        window: BudgetWindow,
+        retry_after: u64,
+    },
     #[error("the verify-codes Redis or the queue is unavailable")]
     Unavailable(#[source] anyhow::Error),
 }
@@ -125,17 +136,40 @@ impl SendError {
         match self {
             Self::ImageCodeInvalid => "image_code_invalid",
             Self::ImageCodeWrong => "image_code_wrong",
+            Self::CaptchaLimited { .. } => "captcha_limit",
             Self::TooFrequent => "too_frequent",
-            Self::Limited {
-                hit: LimitHit::Mobile | LimitHit::Both,
-                ..
-            } => "mobile_limit",
-            Self::Limited {
-                hit: LimitHit::Ip, ..
-            } => "ip_limit",
+            Self::Limited { hit, .. } => match hit {
+                LimitHit::Mobile => "mobile_limit",
+                LimitHit::Ip => "ip_limit",
+                LimitHit::Prefix => "prefix_limit",
+                LimitHit::Subnet => "subnet_limit",
+            },
+            Self::BudgetSpent { .. } => "budget_spent",
             Self::Unavailable(_) => "unavailable",
         }
     }
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::ImageCodeInvalid => Self::non_field(IMAGE_CODE_INVALID),
+            SendError::ImageCodeWrong => Self::non_field(IMAGE_CODE_WRONG),
+            SendError::TooFrequent => Self::non_field(TOO_FREQUENT),
+            SendError::CaptchaLimited { retry_after } | SendError::Limited { retry_after, .. } => {
+                Self::Throttled { retry_after }
+            }
+            SendError::BudgetSpent { retry_after, .. } => Self::UnavailableFor { retry_after },
+            SendError::Unavailable(e) => Self::Unavailable(e),
+        }
+    }
+}
+
+/// A code issued and queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The global budget counters after this send, in `BudgetWindow::ALL` order.
+    pub budget_used: [u64; 3],
 }
 
 /// What issuing SMS codes needs: the verify-codes Redis, the queue, the limits, the template.
@@ -169,29 +203,16 @@ pub fn random_code() -> SmsCode {
 }
 
 impl SmsCodes {
-    /// Check the captcha and the resend guard, claim the send within the abuse limits, store a
-    /// fresh code and queue exactly one job for it. See `crate::store` for the round trips.
+    /// Check the captcha and the resend guard, claim the send within the abuse limits and the
+    /// budget, store a fresh code and queue exactly one job for it. See `crate::store` for the
+    /// round trips.
     pub async fn send(
         &self,
         mobile: &Mobile,
         request: &SendRequest,
         ip: Option<IpAddr>,
-    ) -> Result<(), SendError> {
-        let unavailable = |e: redis::RedisError| SendError::Unavailable(e.into());
-        let taken = store::take_image_code(&self.redis, &request.image_code_id, mobile)
-            .await
-            .map_err(unavailable)?;
-        let Some(real) = taken.text else {
-            return Err(SendError::ImageCodeInvalid);
-        };
-        // Python's `str.lower()` on both sides, as the original compares.
-        if real.to_lowercase() != request.text.to_lowercase() {
-            return Err(SendError::ImageCodeWrong);
-        }
-        if taken.recently_sent {
-            return Err(SendError::TooFrequent);
-        }
-
+    ) -> Result<Sent, SendError> {
+        self.check_captcha(mobile, request, ip).await?;
         let code = random_code();
         let claim = Claim {
             mobile,
@@ -200,59 +221,126 @@ impl SmsCodes {
             request_id: uuid::Uuid::new_v4(),
         };
         let claimed_at = Instant::now();
-        let previous = match store::claim_send(&self.redis, &claim, self.limits).await {
-            Ok(ClaimOutcome::Claimed { previous }) => previous,
-            Ok(ClaimOutcome::FlagTaken) => return Err(SendError::TooFrequent),
+        let (previous, budget_used) = self.claim(&claim, claimed_at).await?;
+        self.enqueue(&claim, previous.as_ref(), claimed_at).await?;
+        tracing::info!(mobile = %mobile, sms_request_id = %claim.request_id, "SMS code issued and queued");
+        Ok(Sent { budget_used })
+    }
+
+    /// Round trip 1: consume the captcha, compare, count a wrong answer, check the resend flag.
+    async fn check_captcha(
+        &self,
+        mobile: &Mobile,
+        request: &SendRequest,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SendError> {
+        let taken = store::take_image_code(
+            &self.redis,
+            &request.image_code_id,
+            mobile,
+            &request.text,
+            ip,
+            self.limits.captcha_failures_per_ip_per_hour,
+        )
+        .await
+        .map_err(|e| SendError::Unavailable(e.into()))?;
+        match taken {
+            Taken::Limited { retry_after } => Err(SendError::CaptchaLimited { retry_after }),
+            Taken::Invalid => Err(SendError::ImageCodeInvalid),
+            Taken::Wrong { .. } => Err(SendError::ImageCodeWrong),
+            Taken::Right {
+                recently_sent: true,
+            } => Err(SendError::TooFrequent),
+            Taken::Right {
+                recently_sent: false,
+            } => Ok(()),
+        }
+    }
+
+    /// Round trip 2: the flag, the limits, the budget and the code, atomically.
+    async fn claim(
+        &self,
+        claim: &Claim<'_>,
+        claimed_at: Instant,
+    ) -> Result<(Option<Previous>, [u64; 3]), SendError> {
+        match store::claim_send(&self.redis, claim, self.limits).await {
+            Ok(ClaimOutcome::Claimed {
+                previous,
+                budget_used,
+            }) => Ok((previous, budget_used)),
+            Ok(ClaimOutcome::FlagTaken) => Err(SendError::TooFrequent),
             Ok(ClaimOutcome::Limited { hit, retry_after }) => {
-                return Err(SendError::Limited { hit, retry_after });
+                Err(SendError::Limited { hit, retry_after })
+            }
+            Ok(ClaimOutcome::BudgetSpent {
+                window,
+                retry_after,
+            }) => {
+                page_budget_spent(window, retry_after);
+                Err(SendError::BudgetSpent {
+                    window,
+                    retry_after,
+                })
             }
             Err(e) => {
                 // The script may or may not have run (a timeout): give back what may be ours,
-                // but refund no rate-limit hit that may never have been counted.
-                self.release(&claim, false, None, claimed_at).await;
-                return Err(unavailable(e));
+                // but refund no counter hit that may never have been counted.
+                self.release(claim, false, None, claimed_at).await;
+                Err(SendError::Unavailable(e.into()))
             }
-        };
+        }
+    }
 
-        let job = SendSmsCode {
-            mobile: mobile.clone(),
-            code: code.clone(),
+    /// Round trip 3: push the job; on a failure that did not store it, undo the claim.
+    async fn enqueue(
+        &self,
+        claim: &Claim<'_>,
+        previous: Option<&Previous>,
+        claimed_at: Instant,
+    ) -> Result<(), SendError> {
+        // The job's task id is its request id: apalis stores it with HSETNX under that id, so
+        // after a push error one exact lookup tells whether Redis stored the job anyway.
+        let task_id = job_task_id(claim.request_id);
+        let mut queue = self.queue.clone();
+        let task = TaskBuilder::new(self.job(claim))
+            .task_id(task_id.clone())
+            .build();
+        let Err(e) = queue.push_task(task).await else {
+            return Ok(());
+        };
+        // A timeout can come after Redis stored the job (the reply was lost): then the job is
+        // queued and will be sent, so this is a success; giving the flag back would let a retry
+        // send a second SMS within 60 s.
+        match queue.fetch_by_id(&task_id).await {
+            Ok(Some(_)) => {
+                tracing::warn!(mobile = %claim.mobile, sms_request_id = %claim.request_id, error = %e,
+                    "the queue push reported an error but the job is queued");
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(check) => {
+                tracing::warn!(mobile = %claim.mobile, error = %check,
+                    "cannot tell whether the failed push was stored");
+            }
+        }
+        // Put back the code this one replaced: the user may have it and it is still valid.
+        self.release(claim, true, previous, claimed_at).await;
+        Err(SendError::Unavailable(anyhow::anyhow!(
+            "cannot queue the SMS job: {e}"
+        )))
+    }
+
+    /// The job that sends `claim`'s code.
+    fn job(&self, claim: &Claim<'_>) -> SendSmsCode {
+        SendSmsCode {
+            mobile: claim.mobile.clone(),
+            code: claim.code.clone(),
             ttl_minutes: u32::try_from(keys::SMS_CODE_TTL_SECS / 60)
                 .expect("the code TTL is a few minutes"),
             template_id: self.template_id.clone(),
             request_id: claim.request_id,
             created_at: Utc::now(),
-        };
-        // The job's task id is its request id: apalis stores it with HSETNX under that id, so
-        // after a push error one exact lookup tells whether Redis stored the job anyway.
-        let task_id = job_task_id(claim.request_id);
-        let mut queue = self.queue.clone();
-        let task = TaskBuilder::new(job).task_id(task_id.clone()).build();
-        if let Err(e) = queue.push_task(task).await {
-            // A timeout can come after Redis stored the job (the reply was lost): then the job
-            // is queued and will be sent, so this is a success; giving the flag back would let
-            // a retry send a second SMS within 60 s.
-            match queue.fetch_by_id(&task_id).await {
-                Ok(Some(_)) => {
-                    tracing::warn!(mobile = %mobile, sms_request_id = %claim.request_id, error = %e,
-                        "the queue push reported an error but the job is queued");
-                    return Ok(());
-                }
-                Ok(None) => {}
-                Err(check) => {
-                    tracing::warn!(mobile = %mobile, error = %check,
-                        "cannot tell whether the failed push was stored");
-                }
-            }
-            // Put back the code this one replaced: the user may have it and it is still valid.
-            self.release(&claim, true, previous.as_ref(), claimed_at)
-                .await;
-            return Err(SendError::Unavailable(anyhow::anyhow!(
-                "cannot queue the SMS job: {e}"
-            )));
         }
-        tracing::info!(mobile = %mobile, sms_request_id = %claim.request_id, "SMS code issued and queued");
-        Ok(())
     }
 
     async fn release(
@@ -267,6 +355,30 @@ impl SmsCodes {
             // The flag still expires by itself after 60 s.
             tracing::warn!(mobile = %claim.mobile, error = %e, "could not release the send flag");
         }
+    }
+}
+
+/// Unix second of the last budget page, so a flood of refusals logs one line per
+/// [`PAGE_EVERY_SECS`] per process instead of one per request (the metric counts them all).
+static LAST_PAGE: AtomicU64 = AtomicU64::new(0);
+const PAGE_EVERY_SECS: u64 = 10;
+
+/// The log line an operator pages on: every SMS send is refused until the window ends.
+fn page_budget_spent(window: BudgetWindow, retry_after: u64) {
+    let now = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
+    let last = LAST_PAGE.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= PAGE_EVERY_SECS
+        && LAST_PAGE
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::error!(
+            alert = "sms_budget_spent",
+            window = window.name(),
+            retry_after,
+            "SMS budget spent: every SMS code request is refused with 503 until the window \
+             ends (raise SMS_BUDGET_PER_* only if this traffic is real)"
+        );
     }
 }
 

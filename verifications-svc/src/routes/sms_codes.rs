@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use shared::domain::Mobile;
 use shared::http::ApiError;
 
-use crate::domain::sms::{self, IMAGE_CODE_INVALID, IMAGE_CODE_WRONG, SendError, TOO_FREQUENT};
+use crate::domain::sms;
 use crate::metrics::VerificationMetrics;
 use crate::startup::Codes;
 
@@ -22,16 +22,13 @@ pub async fn sms_code(
             .inc();
     })?;
     let ip = shared::client_ip::of(&req, &codes.trusted_proxies);
-    if let Err(e) = codes.sms.send(&mobile, &request, ip).await {
-        metrics.sends_refused.with_label_values(&[e.reason()]).inc();
-        return Err(match e {
-            SendError::ImageCodeInvalid => ApiError::non_field(IMAGE_CODE_INVALID),
-            SendError::ImageCodeWrong => ApiError::non_field(IMAGE_CODE_WRONG),
-            SendError::TooFrequent => ApiError::non_field(TOO_FREQUENT),
-            SendError::Limited { retry_after, .. } => ApiError::Throttled { retry_after },
-            SendError::Unavailable(e) => ApiError::Unavailable(e),
-        });
-    }
-    metrics.codes_issued.with_label_values(&["sms"]).inc();
+    let sent = codes
+        .sms
+        .send(&mobile, &request, ip)
+        .await
+        .inspect_err(|e| {
+            metrics.sends_refused.with_label_values(&[e.reason()]).inc();
+        })?;
+    metrics.sms_issued(&mobile, sent.budget_used);
     Ok(HttpResponse::Ok().json(serde_json::json!({"message": "OK"})))
 }

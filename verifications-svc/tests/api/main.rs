@@ -1,5 +1,6 @@
 //! API tests of verifications-svc against a real Redis and the real apalis storage.
 
+mod abuse;
 mod health;
 mod helpers;
 mod image_codes;

@@ -868,6 +868,7 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
     let limits = SendLimits {
         per_mobile_per_day: 100,
         per_ip_per_hour: 100,
+        ..SendLimits::default()
     };
     let code = SmsCode::parse("654321").expect("code");
     let claim = |request_id| Claim {
@@ -884,7 +885,7 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
         let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
     };
     let previous_of = |outcome: ClaimOutcome| match outcome {
-        ClaimOutcome::Claimed { previous } => previous,
+        ClaimOutcome::Claimed { previous, .. } => previous,
         other => panic!("not claimed: {other:?}"),
     };
 
