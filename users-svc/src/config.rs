@@ -25,7 +25,7 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// `DATABASE_URL`, `DB_POOL_SIZE` (16), `DB_TIMEOUT_MS` (2000).
     pub database: DatabaseConfig,
-    /// `BCRYPT_COST` (12, at least 10), `HASH_CONCURRENCY` (cores), `HASH_QUEUE_MAX` (8 × cores).
+    /// `BCRYPT_COST` (12, at least 10), `HASH_CONCURRENCY` (cores), `HASH_MAX_WAIT_MS` (3000).
     pub hashing: HashingConfig,
     /// `JWT_SECRET` (required), `JWT_EXPIRATION_SECS` (86400).
     pub jwt: JwtConfig,
@@ -63,10 +63,11 @@ pub struct HashingConfig {
     pub bcrypt_cost: u32,
     /// `HASH_CONCURRENCY`, default one per core: bcrypt is pure CPU, more at once only adds latency.
     pub concurrency: usize,
-    /// `HASH_QUEUE_MAX`, default 8 per core: registrations allowed to wait for a hashing slot.
-    /// Beyond that the answer is an immediate 503, so latency stays bounded (at cost 12 on two
-    /// cores: 16 waiting ≈ 2 s at most).
-    pub queue_max: usize,
+    /// `HASH_MAX_WAIT_MS`, default 3000: a registration is admitted when its expected wait for
+    /// a hashing slot (the ones admitted before it, times the recent hash time) is at most
+    /// this; otherwise the answer is an immediate 503, so latency stays bounded (at cost 12 on
+    /// two cores, about 22 waiting). 0: only when a slot is free.
+    pub max_wait: Duration,
 }
 
 /// The login token handed out at registration.
@@ -110,7 +111,7 @@ impl Config {
             hashing: HashingConfig {
                 bcrypt_cost: env.int_in("BCRYPT_COST", 12, 10, 31),
                 concurrency: env.int_in("HASH_CONCURRENCY", cores, 1, 256),
-                queue_max: env.int_in("HASH_QUEUE_MAX", 8 * cores, 0, 100_000),
+                max_wait: Duration::from_millis(env.int_in("HASH_MAX_WAIT_MS", 3000, 0, 600_000)),
             },
             jwt: JwtConfig::read(&mut env),
             count_limit_per_minute: env.int_in(

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::domain::availability::Availability;
 use crate::domain::enumeration_limit::EnumerationLimit;
+use crate::domain::in_flight::InFlight;
 use crate::domain::password::Hasher;
 use crate::domain::registration::Registrar;
 use crate::domain::token::TokenIssuer;
@@ -107,7 +108,7 @@ impl Application {
         let hasher = Arc::new(Hasher::new(
             config.hashing.bcrypt_cost,
             config.hashing.concurrency,
-            config.hashing.queue_max,
+            config.hashing.max_wait,
             gauge(
                 &metrics,
                 "users_hash_queue_depth",
@@ -124,6 +125,7 @@ impl Application {
                 "Time of one password hash (bcrypt_sha256) on its blocking thread",
             ),
         ));
+        let in_flight = Arc::new(InFlight::default());
         let tokens = TokenIssuer::new(config.jwt.secret.clone(), config.jwt.expiration);
         let outcomes = metrics.counter_vec(
             "users_registrations_total",
@@ -148,6 +150,7 @@ impl Application {
                 tokens: tokens.clone(),
                 outcomes: outcomes.clone(),
                 limiter: limiter.clone(),
+                in_flight: Arc::clone(&in_flight),
             };
             let availability = Availability {
                 db: clients.db.clone(),

@@ -6,6 +6,7 @@
 
 pub mod availability;
 pub mod enumeration_limit;
+pub mod in_flight;
 pub mod password;
 pub mod registration;
 pub mod sms_verification;

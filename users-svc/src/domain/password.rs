@@ -7,12 +7,15 @@
 //! and a NUL byte cannot end the input early. Django's `check_password` accepts these hashes.
 //!
 //! Admission: at most `concurrency` hashes run at once (one per core by default: bcrypt is
-//! pure CPU), each on tokio's blocking pool, and at most `queue_max` requests wait for a slot.
-//! A request beyond that gets [`HashError::Busy`] (503) at once, so under overload latency stays
-//! bounded instead of growing with the backlog.
+//! pure CPU), each on tokio's blocking pool. A request is admitted when the wait it would face
+//! for a slot is at most `max_wait` (`HASH_MAX_WAIT_MS`), estimated from the requests already
+//! admitted and the recent time of one hash; otherwise it gets [`HashError::Busy`] (503) at
+//! once. Latency under overload stays bounded, and the bound follows what the machine really
+//! does (a slower core, a higher cost, a neighbour's load) rather than a fixed count.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntGauge};
 use sha2::{Digest, Sha256};
@@ -24,8 +27,8 @@ pub const PREFIX: &str = "bcrypt_sha256$";
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    /// Every slot is busy and the wait queue is full.
-    #[error("the password hashing queue is full")]
+    /// Every slot is busy and the wait for one would be longer than allowed.
+    #[error("the wait for a password hashing slot would be too long")]
     Busy,
     /// bcrypt failed or the blocking task died: a bug, not the request's fault.
     #[error("hashing failed: {0}")]
@@ -37,9 +40,14 @@ pub enum HashError {
 pub struct Hasher {
     cost: u32,
     slots: Arc<Semaphore>,
+    concurrency: usize,
     /// Requests admitted and not yet finished (running + waiting).
     admitted: AtomicUsize,
-    capacity: usize,
+    /// The longest expected wait for a slot at which a request is still admitted.
+    max_wait: Duration,
+    /// The recent time of one hash in microseconds: a moving average of the measured ones,
+    /// seeded with an estimate from the cost.
+    recent_hash_micros: Arc<AtomicU64>,
     /// `users_hash_queue_depth`: requests waiting for a slot.
     waiting: IntGauge,
     /// `users_hash_in_progress`: hashes running now.
@@ -75,11 +83,12 @@ impl Drop for GaugeGuard {
 }
 
 impl Hasher {
-    /// `concurrency` hashes at once, `queue_max` waiting; gauges and a histogram for `/metrics`.
+    /// `concurrency` hashes at once, admitted while the expected wait is at most `max_wait`;
+    /// gauges and a histogram for `/metrics`.
     pub fn new(
         cost: u32,
         concurrency: usize,
-        queue_max: usize,
+        max_wait: Duration,
         waiting: IntGauge,
         running: IntGauge,
         hash_time: Histogram,
@@ -87,21 +96,36 @@ impl Hasher {
         Self {
             cost,
             slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
             admitted: AtomicUsize::new(0),
-            capacity: concurrency + queue_max,
+            max_wait,
+            recent_hash_micros: Arc::new(AtomicU64::new(estimated_hash_micros(cost))),
             waiting,
             running,
             hash_time,
         }
     }
 
-    /// Hash `password` for storage, or refuse at once when the queue is full.
+    /// The wait a request admitted now would face for a slot when `ahead` requests are
+    /// admitted already: none while a slot is free, else one hash time for every round of
+    /// `concurrency` hashes that must finish first.
+    pub fn expected_wait(&self, ahead: usize) -> Duration {
+        let rounds = match ahead.checked_sub(self.concurrency) {
+            None => 0,
+            Some(queued) => queued / self.concurrency + 1,
+        };
+        let hash = Duration::from_micros(self.recent_hash_micros.load(Ordering::Relaxed));
+        hash.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+    }
+
+    /// Hash `password` for storage, or refuse at once when the wait for a slot would be longer
+    /// than `max_wait`.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
+        let ahead = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let _admission = Admission(&self.admitted);
+        if self.expected_wait(ahead) > self.max_wait {
             return Err(HashError::Busy);
         }
-        let _admission = Admission(&self.admitted);
         let permit = {
             let _waiting = GaugeGuard::new(&self.waiting);
             Arc::clone(&self.slots)
@@ -112,17 +136,36 @@ impl Hasher {
         let cost = self.cost;
         let running = self.running.clone();
         let hash_time = self.hash_time.clone();
+        let recent = Arc::clone(&self.recent_hash_micros);
         // The permit moves into the blocking task: if the client goes away meanwhile, the hash
         // still holds its slot until it really finishes, so no more than `concurrency` run.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _running = GaugeGuard::new(&running);
             let _timer = hash_time.start_timer();
-            make(&password, cost)
+            let started = Instant::now();
+            let hashed = make(&password, cost);
+            record(&recent, started.elapsed());
+            hashed
         })
         .await
         .map_err(|e| HashError::Failed(e.to_string()))?
     }
+}
+
+/// A first guess at one hash's time before any was measured: 65 ms at cost 10 on the
+/// development machine's cores, doubling with each step of the cost.
+fn estimated_hash_micros(cost: u32) -> u64 {
+    65_000_u64.saturating_mul(1 << cost.saturating_sub(10).min(40))
+}
+
+/// Fold one measured hash time into the moving average (weight 1/4: a few hashes follow a
+/// change of load, one outlier does not swing it).
+fn record(recent: &AtomicU64, took: Duration) {
+    let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    // A lost update between two hashes finishing at once only drops one sample.
+    let old = recent.load(Ordering::Relaxed);
+    recent.store(old - old / 4 + sample / 4, Ordering::Relaxed);
 }
 
 /// The lowercase hex SHA-256 of the password: what bcrypt actually sees.
@@ -177,8 +220,16 @@ mod tests {
         let g = |n: &str| IntGauge::new(n, "test").expect("gauge");
         let h =
             Histogram::with_opts(prometheus::HistogramOpts::new("h", "test")).expect("histogram");
-        let hasher = Arc::new(Hasher::new(10, 1, 1, g("w"), g("r"), h));
-        // One running plus one waiting fill it; the third is refused without waiting.
+        // One hash at a time, and a wait of at most one hash: one running plus one waiting fill
+        // it; the third would wait two hash times and is refused without waiting.
+        let hasher = Arc::new(Hasher::new(
+            10,
+            1,
+            Duration::from_micros(estimated_hash_micros(10)),
+            g("w"),
+            g("r"),
+            h,
+        ));
         let a = tokio::spawn({
             let h = Arc::clone(&hasher);
             async move { h.hash("password-1".into()).await }
@@ -198,5 +249,21 @@ mod tests {
         assert!(b.await.expect("task").is_ok());
         // Slots are given back: a later request is served.
         assert!(hasher.hash("password-4".into()).await.is_ok());
+    }
+
+    #[test]
+    fn the_expected_wait_is_one_hash_time_per_round_of_slots_ahead() {
+        let g = |n: &str| IntGauge::new(n, "test").expect("gauge");
+        let h =
+            Histogram::with_opts(prometheus::HistogramOpts::new("h", "test")).expect("histogram");
+        let hasher = Hasher::new(12, 2, Duration::from_secs(3), g("w"), g("r"), h);
+        let hash = Duration::from_micros(estimated_hash_micros(12));
+        assert_eq!(hash, Duration::from_millis(260));
+        let cases = [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2), (19, 9), (39, 19)];
+        for (ahead, rounds) in cases {
+            assert_eq!(hasher.expected_wait(ahead), hash * rounds, "{ahead} ahead");
+        }
+        record(&hasher.recent_hash_micros, Duration::from_millis(660));
+        assert_eq!(hasher.expected_wait(2), Duration::from_millis(360));
     }
 }

@@ -15,10 +15,13 @@
 //!    the real guard: the loser of a race hits them on INSERT and gets the same 400 field error
 //!    as the pre-check would have given, never a 5xx.
 //! 4. The SMS code is deleted (single use) and a token issued.
+//!
+//! Registrations of one username or mobile in this process run one after the other
+//! ([`super::in_flight`]), so the later ones see the earlier one's row in step 1.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use deadpool_redis::Pool;
 use prometheus::IntCounterVec;
@@ -29,11 +32,18 @@ use shared::drf::{FieldErrors, msg};
 use shared::http::ApiError;
 
 use super::enumeration_limit::EnumerationLimit;
+use super::in_flight::InFlight;
 use super::password::{HashError, Hasher};
 use super::sms_verification::{self, NO_VALID_CODE, WRONG_CODE};
 use super::token::TokenIssuer;
 use crate::db::users::{self, NewUser};
 use crate::db::{Db, DbError, UniqueKey};
+
+/// How long a registration waits for another one of the same username or mobile in flight
+/// before going on by itself (the unique indexes still decide). Normally one hash time; this
+/// only bounds a pathological case, so it is generous: waiting costs nothing, while giving up
+/// spends a hash that the unique index will most likely throw away.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(30);
 
 /// The original's texts (DESIGN §2).
 pub mod text {
@@ -75,6 +85,8 @@ pub struct Registrar {
     pub outcomes: IntCounterVec,
     /// The per-IP enumeration limit of the count endpoints, spent before the "taken" lookup.
     pub limiter: EnumerationLimit,
+    /// Shared by all HTTP workers: one registration per username and mobile at a time.
+    pub in_flight: Arc<InFlight>,
 }
 
 /// The fields after their own checks.
@@ -118,6 +130,10 @@ impl Registrar {
         client: Option<IpAddr>,
         body: &Map<String, Value>,
     ) -> Result<NewAccount, ApiError> {
+        let _claim = self
+            .in_flight
+            .claim(in_flight_keys(body), IN_FLIGHT_WAIT)
+            .await;
         let valid = self.check_fields(client, body).await?;
         if valid.password != valid.password2 {
             return Err(ApiError::non_field(text::PASSWORDS_DIFFER));
@@ -292,6 +308,17 @@ impl Registrar {
             ApiError::Validation(errors)
         }
     }
+}
+
+/// What [`InFlight`] serialises a registration on: its username (as the column compares it,
+/// case-insensitively) and its mobile, as far as the body has them.
+fn in_flight_keys(body: &Map<String, Value>) -> Vec<String> {
+    let username = string_field(body, "username").map(|u| format!("username:{}", u.to_lowercase()));
+    let mobile = string_field(body, "mobile").map(|m| format!("mobile:{m}"));
+    [username, mobile]
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
 }
 
 /// A field's own error, if it has one.

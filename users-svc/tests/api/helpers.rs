@@ -116,6 +116,20 @@ async fn spawn(
 }
 
 impl TestApp {
+    /// The address of another instance of the service on the same Redis and MariaDB databases
+    /// (as a second machine behind the gateway would be).
+    pub async fn second_instance(&self) -> String {
+        let mut env = base_vars();
+        env.push(("REDIS_URL", self.redis.url()));
+        env.push(("DATABASE_URL", self.db.url()));
+        let config =
+            Config::from(shared::config::Env::from_vars(env)).expect("test configuration is valid");
+        let app = Application::build(config).await.expect("the app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.address))
