@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start-up time and memory of every service (DESIGN §6: start-up < 200 ms; < 30 MiB RSS idle,
-# < 100 MiB under load). Runs once, stops by itself, leaves nothing behind.
+# Start-up time and memory of every service (docs/performance.md §1: start-up < 200 ms; < 30 MiB RSS
+# idle, < 100 MiB under load). Runs once, stops by itself, leaves nothing behind.
 #
 #   bench/system.sh            # release build, own redis-server + mariadbd on free loopback ports
 #

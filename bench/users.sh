@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# users-svc benchmark (DESIGN §6). Runs once, stops by itself, leaves nothing behind.
+# users-svc benchmark (goals and numbers: docs/performance.md). Runs once, stops by itself, leaves
+# nothing behind.
 #
 #   bench/users.sh            # release build, own mariadbd + redis-server on free loopback ports
 #

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# verifications-svc benchmark (DESIGN §6). Runs once, stops by itself, leaves nothing behind.
+# verifications-svc benchmark (goals and numbers: docs/performance.md). Runs once, stops by
+# itself, leaves nothing behind.
 #
 #   bench/verifications.sh     # release build, own redis-server on a free loopback port
 #

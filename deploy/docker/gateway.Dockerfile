@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# gateway: nginx in front of the services (DESIGN §1), serving the register page and
+# gateway: nginx in front of the services (docs/http-contract.md §1), serving the register page and
 # /openapi.json. The same template as `deploy/dev up` (deploy/nginx/meiduo.conf.template),
 # rendered at start by deploy/docker/gateway-render.sh with envsubst limited to its five variables.
 #

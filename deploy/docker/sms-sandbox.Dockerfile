@@ -38,7 +38,8 @@ RUN apt-get update \
        --shell /usr/sbin/nologin meiduo
 COPY --from=build /out/sms-sandbox /usr/local/bin/sms-sandbox
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/healthcheck
-# Listen on every interface of the container; the port is fixed per service (DESIGN §2 ports).
+# Listen on every interface of the container; the port is fixed per service
+# (docs/http-contract.md §7).
 ENV HOST=0.0.0.0 \
     PORT=8090 \
     RUST_LOG=info \

@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# users-svc: username/mobile counts and registration (DESIGN §2 /usernames/, /mobiles/, /users/); runs its embedded migrations at start-up
+# users-svc: username/mobile counts and registration (docs/http-contract.md §5, §6); runs its
+# embedded migrations at start-up
 #
 # Build from the repository root (the workspace is the build context):
 #   docker build -f deploy/docker/users-svc.Dockerfile -t meiduo/users-svc .
@@ -38,7 +39,8 @@ RUN apt-get update \
        --shell /usr/sbin/nologin meiduo
 COPY --from=build /out/users-svc /usr/local/bin/users-svc
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/healthcheck
-# Listen on every interface of the container; the port is fixed per service (DESIGN §2 ports).
+# Listen on every interface of the container; the port is fixed per service
+# (docs/http-contract.md §7).
 ENV HOST=0.0.0.0 \
     PORT=8002 \
     RUST_LOG=info \

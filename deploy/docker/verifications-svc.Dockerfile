@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# verifications-svc: image captchas and SMS codes (DESIGN §2 /image_codes/, /sms_codes/)
+# verifications-svc: image captchas and SMS codes (docs/http-contract.md §3, §4)
 #
 # Build from the repository root (the workspace is the build context):
 #   docker build -f deploy/docker/verifications-svc.Dockerfile -t meiduo/verifications-svc .
@@ -38,7 +38,8 @@ RUN apt-get update \
        --shell /usr/sbin/nologin meiduo
 COPY --from=build /out/verifications-svc /usr/local/bin/verifications-svc
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/healthcheck
-# Listen on every interface of the container; the port is fixed per service (DESIGN §2 ports).
+# Listen on every interface of the container; the port is fixed per service
+# (docs/http-contract.md §7).
 ENV HOST=0.0.0.0 \
     PORT=8001 \
     RUST_LOG=info \

@@ -36,8 +36,8 @@
     text: "image-code",
   };
 
-  // Client-side checks mirror the server's rules and texts (DESIGN §2); the server stays the
-  // authority, these only save a round trip.
+  // Client-side checks mirror the server's rules and texts (docs/http-contract.md §6); the server
+  // stays the authority, these only save a round trip.
   const USERNAME_RE = /^[\p{L}\p{M}\p{Nd}\p{Pc}]{5,20}$/u;
   const MOBILE_RE = /^1[3-9]\d{9}$/;
 

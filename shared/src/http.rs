@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::drf::{Detail, FieldErrors, msg};
 
-/// Largest request body any endpoint accepts (DESIGN §2: 16 KiB).
+/// Largest request body any endpoint accepts (docs/http-contract.md §2: 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Seconds a client is told to wait when a dependency is down.

@@ -1,5 +1,5 @@
-//! Every Redis key name, built in one place (DESIGN §3). The names are the original tutorial's,
-//! so a Django meiduo and these services can share one Redis database.
+//! Every Redis key name, built in one place (docs/redis-keys.md). The names are the original
+//! tutorial's, so a Django meiduo and these services can share one Redis database.
 
 use crate::domain::{ImageCodeId, Mobile};
 
@@ -55,7 +55,7 @@ pub fn sms_sent(request_id: &uuid::Uuid) -> String {
 }
 
 /// `sms_send_attempts:{request_id}`: how many times sms-worker has called the provider for one
-/// job, across redeliveries and worker processes (DESIGN §4: at most 5 attempts per job).
+/// job, across redeliveries and worker processes (docs/sms-jobs.md §2: at most 5 attempts per job).
 pub fn sms_send_attempts(request_id: &uuid::Uuid) -> String {
     format!("sms_send_attempts:{request_id}")
 }

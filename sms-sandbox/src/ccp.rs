@@ -1,5 +1,5 @@
 //! The CCP (容联云 / Yuntongxun) `TemplateSMS` request as the real service checks it
-//! (PROVIDERS.md §1a): the URL shape, the `sig` query parameter, the `Authorization` header, the
+//! (docs/providers.md): the URL shape, the `sig` query parameter, the `Authorization` header, the
 //! timestamp and the JSON body. Pure functions, so the rules are unit-tested without a server,
 //! plus the signing helpers a client (and a test) needs to build a valid request.
 //!

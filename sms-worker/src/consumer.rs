@@ -1,4 +1,4 @@
-//! Consuming the SMS queue with apalis (DEPENDENCIES.md traps 1–5).
+//! Consuming the SMS queue with apalis (docs/dependencies.md §2, traps 1–5).
 //!
 //! - The storage is the shared one (`shared::queue::QueueSettings::storage`): same Redis, same
 //!   queue name as the producer. Only the consumer-side knobs are changed here: batch size,

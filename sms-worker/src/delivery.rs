@@ -1,4 +1,4 @@
-//! Delivering one job: the rules of DESIGN §4.
+//! Delivering one job: the rules of docs/sms-jobs.md §2.
 //!
 //! 1. A job whose code has expired (`created_at + ttl`) is dropped, never sent.
 //! 2. A job whose "sent" marker exists was delivered before (the queue redelivers at least

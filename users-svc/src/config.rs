@@ -56,7 +56,7 @@ pub struct DatabaseConfig {
     pub idle_check: Duration,
 }
 
-/// How passwords are hashed (DESIGN §5).
+/// How passwords are hashed (docs/users-table.md §2).
 #[derive(Debug, Clone)]
 pub struct HashingConfig {
     /// `BCRYPT_COST`, default 12, between 10 and 31.

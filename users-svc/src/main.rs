@@ -11,7 +11,7 @@ use users_svc::db;
 use users_svc::startup::Application;
 
 // Under `#[tokio::main]`, not actix's: migrations need a multi-thread tokio runtime
-// (DEPENDENCIES trap 7), and actix-web 4 serves fine inside it.
+// (docs/dependencies.md §2 trap 7), and actix-web 4 serves fine inside it.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("users-svc");

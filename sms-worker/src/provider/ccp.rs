@@ -1,4 +1,4 @@
-//! 容联云 (Yuntongxun, "CCP") `TemplateSMS`, exactly as PROVIDERS.md §1a describes it:
+//! 容联云 (Yuntongxun, "CCP") `TemplateSMS`, exactly as docs/providers.md describes it:
 //! `POST {base}/2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig={SIG}` where `SIG` is the
 //! upper-case MD5 of sid + token + timestamp, `Authorization` is base64 of `sid:timestamp`, the
 //! timestamp is `yyyyMMddHHmmss` in Asia/Shanghai time, and the JSON body carries `to`, `appId`,
@@ -152,7 +152,7 @@ pub fn classify_response(status: StatusCode, body: &str) -> Attempt {
     classify_code(&code, msg)
 }
 
-/// CCP status codes (PROVIDERS.md §1a): 000000 and 160054 (this reqId was already accepted)
+/// CCP status codes (docs/providers.md): 000000 and 160054 (this reqId was already accepted)
 /// are success; 111111 (too many concurrent requests), 160000 (system error), 111000–111099
 /// (internal errors), 160050/160063/160064 (send failed) and the SDK's 172001 (network) are
 /// worth retrying; everything else (blacklists, daily caps 160039–160041, number format,

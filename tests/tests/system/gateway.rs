@@ -1,5 +1,5 @@
-//! What the gateway adds, and every error path of DESIGN §2 as a browser sees it through nginx:
-//! always JSON, DRF-shaped, whether nginx or a service made the answer.
+//! What the gateway adds, and every error path of docs/http-contract.md §2 as a browser sees it
+//! through nginx: always JSON, DRF-shaped, whether nginx or a service made the answer.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -1,5 +1,5 @@
 -- tb_users: Django's AbstractUser columns plus `mobile`, so a Django meiduo can read and log in
--- the same accounts (DESIGN §5).
+-- the same accounts (docs/users-table.md).
 --
 -- Adoption: a shop that runs the Django meiduo already has a `tb_users` (made by Django's
 -- migrations) when users-svc first starts against that database. Then this migration ADOPTS it

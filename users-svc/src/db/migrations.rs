@@ -7,9 +7,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 /// The migrations of `users-svc/migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Apply every pending migration, on a blocking thread with diesel's sync migration harness
-/// over [`diesel_async::async_connection_wrapper::AsyncConnectionWrapper`] (DEPENDENCIES trap 7:
-/// `AsyncMigrationHarness` needs `block_in_place`, which a current-thread runtime, as in tests,
-/// does not allow). A named lock serialises instances starting at the same time.
+/// over [`diesel_async::async_connection_wrapper::AsyncConnectionWrapper`] (docs/dependencies.md §2
+/// trap 7: `AsyncMigrationHarness` needs `block_in_place`, which a current-thread runtime, as in
+/// tests, does not allow). A named lock serialises instances starting at the same time.
 pub async fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
     with_sync_connection(url, |conn| {
         conn.run_pending_migrations(MIGRATIONS)

@@ -9,7 +9,7 @@ diesel::table! {
     use diesel::sql_types::*;
     use diesel::mysql::sql_types::Datetime;
 
-    /// Django `AbstractUser` columns plus `mobile` (DESIGN §5).
+    /// Django `AbstractUser` columns plus `mobile` (docs/users-table.md §1).
     tb_users (id) {
         id -> BigInt,
         password -> Varchar,

@@ -1,5 +1,5 @@
 //! The registration rules of `POST /users/`, in the order the original DRF serializer applies
-//! them (DESIGN §2):
+//! them (docs/http-contract.md §6):
 //!
 //! 1. Field checks for every field, in the serializer's order (`username`, `password`,
 //!    `password2`, `sms_code`, `mobile`, `allow`), all errors collected. "Taken" is one of them:
@@ -45,11 +45,11 @@ use crate::db::{Db, DbError, UniqueKey};
 /// spends a hash that the unique index will most likely throw away.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(30);
 
-/// The original's texts (DESIGN §2).
+/// The original's texts (docs/http-contract.md §6).
 pub mod text {
     pub const USERNAME_LENGTH: &str = "仅允许5-20个字符的用户名";
     pub const USERNAME_TAKEN: &str = "已存在一位使用该名字的用户。";
-    /// The original says 用户名 here by mistake; DESIGN fixes it.
+    /// The original says 用户名 here by mistake; we fix it.
     pub const PASSWORD_LENGTH: &str = "仅允许8-20个字符的密码";
     pub const MOBILE_FORMAT: &str = "手机号格式错误";
     pub const MOBILE_TAKEN: &str = "具有 手机号 的 用户 已存在。";
@@ -353,7 +353,7 @@ fn check_each(body: &Map<String, Value>) -> Checked {
 }
 
 /// A required string field as DRF's `CharField` reads it: present, not null, a string (DRF
-/// would also turn numbers into strings; DESIGN asks for `Not a valid string.` for any
+/// would also turn numbers into strings; the contract asks for `Not a valid string.` for any
 /// non-string), no NUL character, surrounding whitespace trimmed, then not blank.
 fn string_field(body: &Map<String, Value>, name: &str) -> Result<String, &'static str> {
     match body.get(name) {

@@ -1,4 +1,4 @@
-//! `POST /users/`: every case of DESIGN §2, races, faults, Django compatibility.
+//! `POST /users/`: every case of docs/http-contract.md §6, races, faults, Django compatibility.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -339,10 +339,10 @@ pub enum IssueError {
 /// The per-process bound on concurrent captcha renders (`CAPTCHA_MAX_CONCURRENT_RENDERS`).
 ///
 /// Each render takes a blocking-pool thread, and tokio lets that pool grow to 512 threads: an
-/// unbounded flood would hold hundreds of threads (and their stacks) and break DESIGN §6's
-/// memory goal while rendering no faster, the CPU being the limit. A few renders per core keep
-/// the cores busy; a request that cannot get a slot within `wait` is refused (503), instead of
-/// queueing without bound.
+/// unbounded flood would hold hundreds of threads (and their stacks) and break the memory goal of
+/// docs/performance.md §1 memory goal while rendering no faster, the CPU being the limit. A few
+/// renders per core keep the cores busy; a request that cannot get a slot within `wait` is refused
+/// (503), instead of queueing without bound.
 #[derive(Debug, Clone)]
 pub struct RenderLimit {
     permits: Arc<Semaphore>,
