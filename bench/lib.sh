@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared pieces of the benchmark scripts (sourced, not run): logging, free ports, waiting,
 # private throw-away Redis and MariaDB servers on loopback, and wrk output parsing.
 #
@@ -41,6 +42,7 @@ start_redis() {
   need redis-server redis-server; need redis-cli redis-tools
   REDIS_PORT=$(free_port)
   bench_bg "$WORK/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
+  # shellcheck disable=SC2034 # read by the scripts that source this file
   REDIS_PID=$BENCH_LAST_PID
   wait_for redis-cli -p "$REDIS_PORT" ping
 }
@@ -63,9 +65,11 @@ start_mariadb() {
     --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci
     "${user_args[@]}")
   bench_bg "$WORK/mariadb.log" "${MARIADB_CMD[@]}"
+  # shellcheck disable=SC2034 # read by the scripts that source this file
   DB_PID=$BENCH_LAST_PID
   wait_for sql -e 'SELECT 1'
   sql -e 'CREATE DATABASE meiduo_mall CHARACTER SET utf8mb4'
+  # shellcheck disable=SC2034 # read by the scripts that source this file
   DATABASE_URL="mysql://root@127.0.0.1:$DB_PORT/meiduo_mall"
 }
 sql() { mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P"$DB_PORT" -uroot --batch --skip-column-names "$@"; }

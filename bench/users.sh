@@ -62,10 +62,10 @@ stop_service() { kill "$SVC_PID"; wait "$SVC_PID" 2>/dev/null || true; }
 QUERIES=${SLAP_QUERIES:-320000}
 log "raw ceiling: mariadb-slap, 64 connections, $QUERIES point selects"
 mariadb-slap --no-defaults --protocol=TCP -h127.0.0.1 -P"$DB_PORT" -uroot --concurrency=64 \
-  --iterations=1 --number-of-queries=$QUERIES --create-schema=meiduo_mall --no-drop \
+  --iterations=1 --number-of-queries="$QUERIES" --create-schema=meiduo_mall --no-drop \
   --query="SELECT COUNT(*) FROM tb_users WHERE username = 'user04242'" >"$WORK/slap.out" 2>&1
 SLAP_SECS=$(awk '/Average number of seconds to run all queries/ { print $(NF-1) }' "$WORK/slap.out")
-RAW_QPS=$(awk -v q=$QUERIES -v s="$SLAP_SECS" 'BEGIN { printf "%.0f", q / s }')
+RAW_QPS=$(awk -v q="$QUERIES" -v s="$SLAP_SECS" 'BEGIN { printf "%.0f", q / s }')
 
 # --- 2. count endpoints --------------------------------------------------------------------
 start_service 10

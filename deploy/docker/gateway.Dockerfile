@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # gateway: nginx in front of the services (docs/http-contract.md §1), serving the register page and
 # /openapi.json. The same template as `deploy/dev up` (deploy/nginx/meiduo.conf.template),
-# rendered at start by deploy/docker/gateway-render.sh with envsubst limited to its five variables.
+# rendered at start by deploy/nginx/render.sh (the one renderer) with envsubst limited to its four
+# variables.
 #
 #   docker build -f deploy/docker/gateway.Dockerfile -t meiduo/gateway .
 #
@@ -19,19 +20,21 @@ RUN rm -f /etc/nginx/conf.d/default.conf \
     && chown nginx:nginx /tmp/nginx
 COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf
 COPY deploy/nginx/meiduo.conf.template /etc/meiduo/meiduo.conf.template
-COPY --chmod=0755 deploy/docker/gateway-render.sh /docker-entrypoint.d/19-meiduo-render.sh
+COPY --chmod=0755 deploy/nginx/render.sh /docker-entrypoint.d/19-meiduo-render.sh
 # The register page and the OpenAPI document (deploy/web/openapi.json is a symlink to it in the
 # repository; the image gets the real file).
 COPY deploy/web/*.html deploy/web/*.js deploy/web/*.css /usr/share/meiduo/web/
 COPY docs/openapi.json /usr/share/meiduo/web/openapi.json
 
-# The template's five variables. Upstreams are compose service names (resolved when nginx
-# starts, which is why compose starts the gateway only after both services are healthy).
+# The template's four variables, and where the renderer finds the template and writes the
+# config. Upstreams are compose service names (resolved when nginx starts, which is why compose
+# starts the gateway only after both services are healthy).
 ENV LISTEN=8080 \
     VERIFICATIONS_UPSTREAM=verifications-svc:8001 \
     USERS_UPSTREAM=users-svc:8002 \
     WEB_ROOT=/usr/share/meiduo/web \
-    SANDBOX_UPSTREAM=sms-sandbox:8090 \
+    MEIDUO_TEMPLATE=/etc/meiduo/meiduo.conf.template \
+    MEIDUO_CONF_OUT=/etc/nginx/conf.d/meiduo.conf \
     NGINX_ENTRYPOINT_QUIET_LOGS=1
 
 USER nginx

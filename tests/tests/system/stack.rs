@@ -394,8 +394,8 @@ async fn wait_healthy(p: &mut Process) {
     }
 }
 
-/// Render the gateway template as `deploy/dev`'s `start_nginx` does (envsubst of exactly five
-/// variables) with this stack's ports, and start nginx in the foreground.
+/// Render the gateway template with `deploy/nginx/render.sh`, as `deploy/dev`'s `start_nginx`
+/// does, with this stack's ports, and start nginx in the foreground.
 pub fn spawn_nginx(dir: &Path, verifications_port: u16, users_port: u16) -> Process {
     spawn_nginx_with(
         dir,
@@ -419,8 +419,8 @@ pub fn running_as_root() -> bool {
 }
 
 /// [`spawn_nginx`] with the folder served as the register page and the main config's `user`
-/// line chosen by the test. Both configs are rendered by the real `envsubst` from the two
-/// templates `deploy/dev` and `deploy/checks` render.
+/// line chosen by the test. Both configs are rendered by `deploy/nginx/render.sh`, the script
+/// `deploy/dev`, `deploy/checks` and the gateway container run.
 pub fn spawn_nginx_with(
     dir: &Path,
     verifications_port: u16,
@@ -429,13 +429,13 @@ pub fn spawn_nginx_with(
     user_directive: &str,
 ) -> Process {
     let nginx = find_binary("nginx", "nginx-light");
-    let root = workspace_root();
     let port = free_port();
     let conf_dir = dir.join("nginx");
     fs::create_dir_all(&conf_dir).expect("the nginx folder can be created");
     set_mode(&conf_dir, 0o755);
-    let rendered = envsubst(
-        &root.join("deploy/nginx/meiduo.conf.template"),
+    render_nginx(
+        "gateway",
+        &conf_dir.join("meiduo.conf"),
         &[
             ("LISTEN", format!("127.0.0.1:{port}")),
             (
@@ -444,13 +444,11 @@ pub fn spawn_nginx_with(
             ),
             ("USERS_UPSTREAM", format!("127.0.0.1:{users_port}")),
             ("WEB_ROOT", web_root.display().to_string()),
-            // Not routed by the template; any value renders.
-            ("SANDBOX_UPSTREAM", "127.0.0.1:9".to_owned()),
         ],
     );
-    fs::write(conf_dir.join("meiduo.conf"), rendered).expect("the rendered config can be written");
-    let main = envsubst(
-        &root.join("deploy/nginx/local.conf.template"),
+    render_nginx(
+        "local",
+        &conf_dir.join("nginx.conf"),
         &[
             ("NGINX_DIR", conf_dir.display().to_string()),
             ("NGINX_USER", user_directive.to_owned()),
@@ -458,7 +456,6 @@ pub fn spawn_nginx_with(
             ("NGINX_CONNECTIONS", "1024".to_owned()),
         ],
     );
-    fs::write(conf_dir.join("nginx.conf"), main).expect("nginx.conf can be written");
     let log = dir.join("nginx.log");
     let mut cmd = Command::new(nginx);
     cmd.arg("-p")
@@ -484,59 +481,25 @@ pub fn spawn_nginx_with(
     }
 }
 
-/// `envsubst '${A} ${B} ...' < template` with exactly `vars` set: the real tool, as deploy/dev
-/// and deploy/checks call it (gettext-base, which `deploy/dev` installs), so the tests exercise
-/// the same rendering. Panics if a `${NAME}` is left over (a variable nobody sets).
-pub fn envsubst(template: &Path, vars: &[(&str, String)]) -> String {
-    use std::io::Write as _;
-    let shell_format: Vec<String> = vars
-        .iter()
-        .map(|(name, _)| format!("${{{name}}}"))
-        .collect();
-    let text =
-        fs::read(template).unwrap_or_else(|e| panic!("cannot read {}: {e}", template.display()));
-    let mut child = Command::new("envsubst")
-        .arg(shell_format.join(" "))
+/// `deploy/nginx/render.sh KIND OUT` with exactly `vars` in its environment: the one renderer
+/// (envsubst from gettext-base, which `deploy/dev` installs), which fails on an empty variable
+/// or a `${NAME}` left unrendered.
+pub fn render_nginx(kind: &str, out: &Path, vars: &[(&str, String)]) {
+    let script = workspace_root().join("deploy/nginx/render.sh");
+    let result = Command::new("sh")
+        .arg(&script)
+        .arg(kind)
+        .arg(out)
         .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("envsubst runs (apt-get install gettext-base; deploy/dev installs it)");
-    child
-        .stdin
-        .take()
-        .expect("a piped stdin")
-        .write_all(&text)
-        .expect("the template reaches envsubst");
-    let out = child.wait_with_output().expect("envsubst finishes");
-    assert!(out.status.success(), "envsubst failed: {}", out.status);
-    let rendered = String::from_utf8(out.stdout).expect("the rendered config is UTF-8");
-    let leftover = unrendered_variable(&rendered);
+        .output()
+        .expect("sh runs deploy/nginx/render.sh");
     assert!(
-        leftover.is_none(),
-        "{} uses ${{{}}}, which is not rendered",
-        template.display(),
-        leftover.unwrap_or_default()
+        result.status.success(),
+        "deploy/nginx/render.sh {kind} failed: {}",
+        String::from_utf8_lossy(&result.stderr)
     );
-    rendered
-}
-
-/// The first `${NAME}` (upper-case name) still in `text`.
-fn unrendered_variable(text: &str) -> Option<String> {
-    let mut rest = text;
-    while let Some(i) = rest.find("${") {
-        let after = &rest[i + 2..];
-        let name: String = after
-            .chars()
-            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        if !name.is_empty() && after[name.len()..].starts_with('}') {
-            return Some(name);
-        }
-        rest = after;
-    }
-    None
 }
 
 /// If this test process dies without dropping the stack, kill its processes anyway.

@@ -1,0 +1,53 @@
+#!/bin/sh
+# The one renderer of the nginx templates, used by `deploy/dev up`, `deploy/checks`, the
+# end-to-end tests and the gateway container (from the official image's /docker-entrypoint.d/).
+# envsubst replaces ONLY each template's own variables, so every other `$name` stays an nginx
+# variable; every variable must be set and not empty (NGINX_USER may be empty).
+#
+#   render.sh [gateway [OUT]]   meiduo.conf.template: LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM
+#                               WEB_ROOT (the container runs it with no argument)
+#   render.sh local OUT         local.conf.template, the main config outside a container:
+#                               NGINX_DIR NGINX_USER NGINX_WORKERS NGINX_CONNECTIONS
+#
+# MEIDUO_TEMPLATE and MEIDUO_CONF_OUT give the gateway template and output where they are not
+# beside this script (the container). Fails if a `${NAME}` is left in the output: the template
+# uses a variable this script does not render.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+kind=${1:-gateway}
+case "$kind" in
+  gateway)
+    template=${MEIDUO_TEMPLATE:-$here/meiduo.conf.template}
+    out=${2:-${MEIDUO_CONF_OUT:-}}
+    required="LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM WEB_ROOT"
+    optional=""
+    ;;
+  local)
+    template=$here/local.conf.template
+    out=${2:-}
+    required="NGINX_DIR NGINX_WORKERS NGINX_CONNECTIONS"
+    optional="NGINX_USER"
+    ;;
+  *)
+    echo "usage: $0 [gateway [OUT]] | local OUT" >&2
+    exit 2
+    ;;
+esac
+[ -n "$out" ] || { echo "$0: no output file for the $kind config" >&2; exit 2; }
+shell_format=""
+for name in $required; do
+  eval "value=\${$name:-}"
+  if [ -z "$value" ]; then
+    echo "$0: $name is empty; the $kind config cannot be rendered without it" >&2
+    exit 1
+  fi
+  shell_format="$shell_format \${$name}"
+done
+for name in $optional; do shell_format="$shell_format \${$name}"; done
+envsubst "$shell_format" <"$template" >"$out"
+# shellcheck disable=SC2016 # a literal ${NAME}, searched for, not expanded
+if grep -n '\${[A-Z_][A-Z0-9_]*}' "$out" >&2; then
+  echo "$0: $template uses variables beyond$shell_format (lines above)" >&2
+  exit 1
+fi
+echo "$0: rendered $template to $out" >&2
