@@ -3,7 +3,8 @@
 
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The registry and the per-request metrics recorded by [`crate::telemetry::observe`].
@@ -66,12 +67,27 @@ impl Metrics {
         c
     }
 
+    /// An `IntGauge` registered on this registry.
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        let g = IntGauge::new(name, help).expect("static metric options are valid");
+        self.register(Box::new(g.clone()));
+        g
+    }
+
     /// An `IntGaugeVec` registered on this registry.
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         let g = IntGaugeVec::new(Opts::new(name, help), labels)
             .expect("static metric options are valid");
         self.register(Box::new(g.clone()));
         g
+    }
+
+    /// A `Histogram` with these bucket bounds (seconds), registered on this registry.
+    pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+        let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("static metric options are valid");
+        self.register(Box::new(h.clone()));
+        h
     }
 
     /// Prometheus text exposition of everything registered.

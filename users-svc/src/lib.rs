@@ -6,5 +6,7 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod metrics;
+pub mod migrate;
 pub mod routes;
 pub mod startup;

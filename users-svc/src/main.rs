@@ -1,14 +1,13 @@
 //! `users-svc`: telemetry, configuration, migrations, then serve until SIGTERM/SIGINT.
 //!
-//! `users-svc migrate` applies pending migrations and exits; `users-svc migrate revert` reverts
-//! the latest one. Both read only `DATABASE_URL`.
-
-use std::time::{Duration, Instant};
+//! `users-svc migrate` applies pending migrations (waiting for the database as the service
+//! does) and exits; `users-svc migrate revert` reverts the latest one. Both read only
+//! `DATABASE_URL`.
 
 use shared::config::Env;
 use users_svc::config::{Config, DatabaseConfig};
-use users_svc::db;
 use users_svc::startup::Application;
+use users_svc::{db, migrate};
 
 // Under `#[tokio::main]`, not actix's: migrations need a multi-thread tokio runtime
 // (docs/dependencies.md §2 trap 7), and actix-web 4 serves fine inside it.
@@ -23,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .as_slice()
     {
         [] => serve().await,
-        ["migrate"] => report(db::migrate(&database_url()).await?, "applied"),
+        ["migrate"] => report(migrate::apply_pending(&database_url()).await?, "applied"),
         ["migrate", "revert"] => report(db::revert_last(&database_url()).await?, "reverted"),
         _ => {
             eprintln!("usage: users-svc [migrate [revert]]");
@@ -32,22 +31,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// How long start-up waits for an unreachable database before giving up (MariaDB started at
-/// the same moment, e.g. by compose, takes a few seconds to accept connections).
-const DATABASE_WAIT: Duration = Duration::from_secs(30);
-
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env().unwrap_or_else(|e| e.exit());
-    let deadline = Instant::now() + DATABASE_WAIT;
-    let applied = loop {
-        match db::migrate(&config.database.url).await {
-            Err(e) if e.is::<db::ConnectError>() && Instant::now() < deadline => {
-                tracing::warn!(error = %e, "database not reachable yet, retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            other => break other?,
-        }
-    };
+    let applied = migrate::apply_pending(&config.database.url).await?;
     tracing::info!(?applied, "migrations up to date");
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;

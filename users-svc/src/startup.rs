@@ -1,15 +1,14 @@
 //! Building the HTTP server: bind first (so a test can ask for port 0 and learn the port),
 //! then serve until a shutdown signal.
 //!
-//! Migrations are not run here but before `build` (in `main`, and by `spawn_app` in tests), on
-//! a blocking thread: see [`crate::db::migrate`].
+//! Migrations are not run here but before `build` ([`crate::migrate`], and by `spawn_app` in
+//! tests): the service must start without its database.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
-use prometheus::{Histogram, HistogramOpts, IntGauge};
 use shared::metrics::Metrics;
 
 use crate::config::Config;
@@ -20,6 +19,7 @@ use crate::domain::in_flight::InFlight;
 use crate::domain::password::Hasher;
 use crate::domain::registration::Registrar;
 use crate::domain::token::TokenIssuer;
+use crate::metrics::UsersMetrics;
 use crate::routes;
 
 /// A bound, not yet running, users-svc.
@@ -34,12 +34,6 @@ impl std::fmt::Debug for Application {
             .field("port", &self.port)
             .finish_non_exhaustive()
     }
-}
-
-fn gauge(metrics: &Metrics, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("static metric options are valid");
-    metrics.register(Box::new(g.clone()));
-    g
 }
 
 /// One multiplexed Redis connection for the enumeration limiter, connected on first use (so the
@@ -59,15 +53,6 @@ fn limiter_connection(config: &Config) -> anyhow::Result<redis::aio::ConnectionM
     Ok(redis::aio::ConnectionManager::new_lazy_with_config(
         client, settings,
     )?)
-}
-
-fn histogram(metrics: &Metrics, name: &str, help: &str) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(vec![
-        0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0,
-    ]))
-    .expect("static metric options are valid");
-    metrics.register(Box::new(h.clone()));
-    h
 }
 
 /// The clients one HTTP worker uses. Each actix worker runs its own single-threaded runtime;
@@ -104,34 +89,19 @@ impl Application {
         // Built once here so that a bad setting fails start-up, not a worker.
         drop(WorkerClients::build(&config)?);
         let metrics = Metrics::new("users-svc");
+        let users_metrics = UsersMetrics::register(&metrics);
         // One hasher for the whole process: "one hash per core" is a process-wide limit.
         let hasher = Arc::new(Hasher::new(
             config.hashing.bcrypt_cost,
             config.hashing.concurrency,
             config.hashing.max_wait,
-            gauge(
-                &metrics,
-                "users_hash_queue_depth",
-                "Registrations waiting for a password hashing slot",
-            ),
-            gauge(
-                &metrics,
-                "users_hash_in_progress",
-                "Password hashes running on the blocking pool",
-            ),
-            histogram(
-                &metrics,
-                "users_password_hash_seconds",
-                "Time of one password hash (bcrypt_sha256) on its blocking thread",
-            ),
+            users_metrics.hash_queue_depth,
+            users_metrics.hash_in_progress,
+            users_metrics.hash_seconds,
         ));
         let in_flight = Arc::new(InFlight::default());
         let tokens = TokenIssuer::new(config.jwt.secret.clone(), config.jwt.expiration);
-        let outcomes = metrics.counter_vec(
-            "users_registrations_total",
-            "Registration requests by outcome",
-            &["outcome"],
-        );
+        let outcomes = users_metrics.registrations;
         let metrics = web::Data::new(metrics);
         let cors = web::Data::new(config.cors_allowed_origins.clone());
         let workers = config.listen.workers;

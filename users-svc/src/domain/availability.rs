@@ -8,8 +8,28 @@ use std::net::IpAddr;
 use shared::domain::{Mobile, Username};
 use shared::http::ApiError;
 
-use super::enumeration_limit::EnumerationLimit;
+use super::enumeration_limit::{EnumerationLimit, LimitError};
 use crate::db::{Db, DbError, users};
+
+/// Why a count was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum CountError {
+    /// Over the per-IP limit, or the limiter is down.
+    #[error(transparent)]
+    Limited(#[from] LimitError),
+    /// The database did not answer.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<CountError> for ApiError {
+    fn from(e: CountError) -> Self {
+        match e {
+            CountError::Limited(e) => e.into(),
+            CountError::Db(e) => e.into(),
+        }
+    }
+}
 
 /// What the count endpoints share.
 #[derive(Debug)]
@@ -29,7 +49,7 @@ impl Availability {
         &self,
         client: Option<IpAddr>,
         name: &Username,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, CountError> {
         self.limiter.hit(client).await?;
         match self
             .db
@@ -50,7 +70,7 @@ impl Availability {
         &self,
         client: Option<IpAddr>,
         mobile: &Mobile,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, CountError> {
         self.limiter.hit(client).await?;
         Ok(self
             .db

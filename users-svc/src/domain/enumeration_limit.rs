@@ -19,6 +19,36 @@ use redis::aio::ConnectionManager;
 use shared::http::ApiError;
 use shared::rate_limit::{Decision, Limit};
 
+/// Why a lookup was not allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// Over the limit: 429, retry after this many seconds.
+    #[error("over the enumeration limit for {retry_after} s")]
+    Throttled { retry_after: u64 },
+    /// Redis could not count the hit: 503 (failing open would switch the guard off).
+    #[error("enumeration rate limit in Redis")]
+    Unavailable(#[source] redis::RedisError),
+}
+
+impl LimitError {
+    /// The label a refusal is counted under.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Throttled { retry_after } => Self::Throttled { retry_after },
+            e @ LimitError::Unavailable(_) => Self::unavailable(e),
+        }
+    }
+}
+
 /// One HTTP worker's handle on the limiter; clones share the connection.
 #[derive(Debug, Clone)]
 pub struct EnumerationLimit {
@@ -52,15 +82,13 @@ impl EnumerationLimit {
     /// Count one lookup for `client` (under its limit key, so the addresses of one IPv6 /64
     /// share one budget): `Ok` within the limit, 429 with `Retry-After` over it,
     /// 503 when Redis cannot count.
-    pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+    pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), LimitError> {
         let key = client.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
         let mut conn = self.redis.clone();
         match self.limit.hit_on(&mut conn, &key).await {
             Ok(Decision::Allowed) => Ok(()),
-            Ok(Decision::Refused { retry_after }) => Err(ApiError::Throttled { retry_after }),
-            Err(e) => Err(ApiError::unavailable(
-                anyhow::Error::new(e).context("enumeration rate limit in Redis"),
-            )),
+            Ok(Decision::Refused { retry_after }) => Err(LimitError::Throttled { retry_after }),
+            Err(e) => Err(LimitError::Unavailable(e)),
         }
     }
 }

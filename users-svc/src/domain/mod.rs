@@ -3,6 +3,10 @@
 //! ([`registration`]), password hashing in
 //! Django's format ([`password`]), the SMS code check ([`sms_verification`]) and the login token
 //! ([`token`]).
+//!
+//! Each returns its own small error enum (`CountError`, `LimitError`, `RegisterError`,
+//! `CodeError`, `HashError`), whose `reason()` is the label metrics count it under; the one
+//! place each becomes an HTTP answer is its `From<…> for ApiError`, beside it.
 
 pub mod availability;
 pub mod enumeration_limit;

@@ -31,10 +31,10 @@ use shared::domain::{Mobile, Username};
 use shared::drf::{FieldErrors, msg};
 use shared::http::ApiError;
 
-use super::enumeration_limit::EnumerationLimit;
+use super::enumeration_limit::{EnumerationLimit, LimitError};
 use super::in_flight::InFlight;
 use super::password::{HashError, Hasher};
-use super::sms_verification::{self, NO_VALID_CODE, WRONG_CODE};
+use super::sms_verification::{self, CodeError};
 use super::token::TokenIssuer;
 use crate::db::users::{self, NewUser};
 use crate::db::{Db, DbError, UniqueKey};
@@ -62,6 +62,69 @@ pub mod text {
     /// Ours, not the original's: the value has characters the table cannot store (a 4-byte
     /// character such as U+20000 in a Django table created with charset `utf8`, i.e. utf8mb3).
     pub const UNSTORABLE: &str = "包含数据库无法保存的字符";
+}
+
+/// Why a registration was refused: each variant is one DRF answer (the [`From`] impl below) and
+/// one `users_registrations_total` label ([`RegisterError::reason`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// 400 field errors, none of them "taken".
+    #[error("invalid fields: {0:?}")]
+    Invalid(FieldErrors),
+    /// 400 field errors, "taken" for the username or the mobile among them.
+    #[error("taken: {0:?}")]
+    Taken(FieldErrors),
+    /// 400 `两次密码不一致`.
+    #[error("the passwords differ")]
+    PasswordsDiffer,
+    /// The SMS code was not accepted.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// Over the per-IP enumeration limit, or the limiter is down.
+    #[error(transparent)]
+    Limited(#[from] LimitError),
+    /// The hashing queue is full (503), or hashing failed (500).
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The database did not answer.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A bug.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl RegisterError {
+    /// The label a refusal is counted under in `users_registrations_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::Taken(_) => "taken",
+            Self::PasswordsDiffer => "passwords_differ",
+            Self::Code(e) => e.reason(),
+            Self::Limited(e) => e.reason(),
+            Self::Hash(HashError::Busy) => "busy",
+            Self::Db(DbError::Unavailable(_) | DbError::Refused(_)) => "unavailable",
+            Self::Hash(HashError::Failed(_)) | Self::Db(_) | Self::Unexpected(_) => "error",
+        }
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::Invalid(errors) | RegisterError::Taken(errors) => {
+                Self::Validation(errors)
+            }
+            RegisterError::PasswordsDiffer => Self::non_field(text::PASSWORDS_DIFFER),
+            RegisterError::Code(e) => e.into(),
+            RegisterError::Limited(e) => e.into(),
+            RegisterError::Hash(e @ HashError::Busy) => Self::unavailable(e),
+            RegisterError::Hash(e @ HashError::Failed(_)) => Self::Unexpected(e.into()),
+            RegisterError::Db(e) => e.into(),
+            RegisterError::Unexpected(e) => Self::Unexpected(e),
+        }
+    }
 }
 
 /// The 201 body. Never the password.
@@ -119,9 +182,13 @@ impl Registrar {
         &self,
         client: Option<IpAddr>,
         body: &Map<String, Value>,
-    ) -> Result<NewAccount, ApiError> {
+    ) -> Result<NewAccount, RegisterError> {
         let result = self.run(client, body).await;
-        self.count(outcome(&result));
+        self.count(
+            result
+                .as_ref()
+                .map_or_else(RegisterError::reason, |_| "created"),
+        );
         result
     }
 
@@ -129,14 +196,14 @@ impl Registrar {
         &self,
         client: Option<IpAddr>,
         body: &Map<String, Value>,
-    ) -> Result<NewAccount, ApiError> {
+    ) -> Result<NewAccount, RegisterError> {
         let _claim = self
             .in_flight
             .claim(in_flight_keys(body), IN_FLIGHT_WAIT)
             .await;
         let valid = self.check_fields(client, body).await?;
         if valid.password != valid.password2 {
-            return Err(ApiError::non_field(text::PASSWORDS_DIFFER));
+            return Err(RegisterError::PasswordsDiffer);
         }
         let code = sms_verification::check(&self.redis, &valid.mobile, &valid.sms_code).await?;
         let account = self.create(&valid).await?;
@@ -151,7 +218,7 @@ impl Registrar {
         &self,
         client: Option<IpAddr>,
         body: &Map<String, Value>,
-    ) -> Result<Valid, ApiError> {
+    ) -> Result<Valid, RegisterError> {
         let c = check_each(body);
         let (name_taken, mobile_taken, name_unstorable) =
             match (c.username.as_ref().ok(), c.mobile.as_ref().ok()) {
@@ -177,13 +244,21 @@ impl Registrar {
             ),
             ("allow", problem(&c.allow)),
         ];
+        // "Taken" is reported only for a value that passed its own checks.
+        let taken = (name_taken && c.username.is_ok()) || (mobile_taken && c.mobile.is_ok());
         let mut errors = FieldErrors::new();
         for (field, message) in problems {
             if let Some(m) = message {
                 errors.add(field, m);
             }
         }
-        errors.into_result()?;
+        if !errors.is_empty() {
+            return Err(if taken {
+                RegisterError::Taken(errors)
+            } else {
+                RegisterError::Invalid(errors)
+            });
+        }
         match (c.username, c.password, c.password2, c.sms_code, c.mobile) {
             (Ok(username), Ok(password), Ok(password2), Ok(sms_code), Ok(mobile)) => Ok(Valid {
                 username,
@@ -192,9 +267,7 @@ impl Registrar {
                 sms_code,
                 mobile,
             }),
-            _ => Err(ApiError::Unexpected(anyhow::anyhow!(
-                "a field failed without an error being reported"
-            ))),
+            _ => Err(anyhow::anyhow!("a field failed without an error being reported").into()),
         }
     }
 
@@ -206,7 +279,7 @@ impl Registrar {
         &self,
         name: Option<&Username>,
         mobile: Option<&Mobile>,
-    ) -> Result<(bool, bool, bool), ApiError> {
+    ) -> Result<(bool, bool, bool), DbError> {
         match self
             .db
             .run(async |conn| users::taken(conn, name, mobile).await)
@@ -226,20 +299,13 @@ impl Registrar {
                 };
                 Ok((false, mobile_taken, true))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
     /// Steps 3 and 4: hash, insert, token.
-    async fn create(&self, valid: &Valid) -> Result<NewAccount, ApiError> {
-        let hash = self
-            .hasher
-            .hash(valid.password.clone())
-            .await
-            .map_err(|e| match e {
-                HashError::Busy => ApiError::unavailable(e),
-                HashError::Failed(_) => ApiError::Unexpected(e.into()),
-            })?;
+    async fn create(&self, valid: &Valid) -> Result<NewAccount, RegisterError> {
+        let hash = self.hasher.hash(valid.password.clone()).await?;
         let now = chrono::Utc::now().naive_utc();
         let row = NewUser::new(&valid.username, &valid.mobile, &hash, now);
         let inserted = self
@@ -249,10 +315,16 @@ impl Registrar {
         let id = match inserted {
             Ok(id) => id,
             Err(DbError::Duplicate(UniqueKey::Username)) => {
-                return Err(ApiError::field("username", text::USERNAME_TAKEN));
+                return Err(RegisterError::Taken(FieldErrors::single(
+                    "username",
+                    text::USERNAME_TAKEN,
+                )));
             }
             Err(DbError::Duplicate(UniqueKey::Mobile)) => {
-                return Err(ApiError::field("mobile", text::MOBILE_TAKEN));
+                return Err(RegisterError::Taken(FieldErrors::single(
+                    "mobile",
+                    text::MOBILE_TAKEN,
+                )));
             }
             Err(DbError::Duplicate(UniqueKey::Other)) => {
                 return Err(self.which_is_taken(valid).await);
@@ -260,11 +332,15 @@ impl Registrar {
             // The pre-check normally catches it; this is the server whose comparison did not
             // fail (another collation setup) but whose column still cannot hold the value.
             Err(DbError::Unstorable { column, cause }) => {
-                return Err(match column.as_deref() {
-                    None | Some("username") => ApiError::field("username", text::UNSTORABLE),
-                    Some("mobile") => ApiError::field("mobile", text::UNSTORABLE),
-                    Some(_) => DbError::Unstorable { column, cause }.into(),
-                });
+                let field = match column.as_deref() {
+                    None | Some("username") => "username",
+                    Some("mobile") => "mobile",
+                    Some(_) => return Err(DbError::Unstorable { column, cause }.into()),
+                };
+                return Err(RegisterError::Invalid(FieldErrors::single(
+                    field,
+                    text::UNSTORABLE,
+                )));
             }
             Err(e) => return Err(e.into()),
         };
@@ -283,7 +359,7 @@ impl Registrar {
     /// A duplicate key whose index we do not know by name (a table created by Django, whose
     /// unique indexes are named after the columns): ask which value is taken, so the answer is
     /// still the field error and never a 5xx.
-    async fn which_is_taken(&self, valid: &Valid) -> ApiError {
+    async fn which_is_taken(&self, valid: &Valid) -> RegisterError {
         let taken = self
             .db
             .run(async |conn| users::taken(conn, Some(&valid.username), Some(&valid.mobile)).await)
@@ -301,11 +377,9 @@ impl Registrar {
             Err(e) => return e.into(),
         }
         if errors.is_empty() {
-            ApiError::Unexpected(anyhow::anyhow!(
-                "a duplicate key on neither username nor mobile"
-            ))
+            anyhow::anyhow!("a duplicate key on neither username nor mobile").into()
         } else {
-            ApiError::Validation(errors)
+            RegisterError::Taken(errors)
         }
     }
 }
@@ -365,28 +439,6 @@ fn string_field(body: &Map<String, Value>, name: &str) -> Result<String, &'stati
             trimmed => Ok(trimmed.to_owned()),
         },
         Some(_) => Err(msg::NOT_A_STRING),
-    }
-}
-
-/// The label a result is counted under in `users_registrations_total`.
-fn outcome(result: &Result<NewAccount, ApiError>) -> &'static str {
-    match result {
-        Ok(_) => "created",
-        Err(ApiError::Validation(e)) => match e.get(shared::drf::NON_FIELD_ERRORS) {
-            Some([m]) if m == NO_VALID_CODE => "sms_code_invalid",
-            Some([m]) if m == WRONG_CODE => "sms_code_wrong",
-            Some(_) => "passwords_differ",
-            None if e.get("username") == Some(&[text::USERNAME_TAKEN.to_owned()][..])
-                || e.get("mobile") == Some(&[text::MOBILE_TAKEN.to_owned()][..]) =>
-            {
-                "taken"
-            }
-            None => "invalid",
-        },
-        Err(ApiError::Unavailable(cause)) if cause.downcast_ref::<HashError>().is_some() => "busy",
-        Err(ApiError::Unavailable(_)) => "unavailable",
-        Err(ApiError::Throttled { .. }) => "throttled",
-        Err(_) => "error",
     }
 }
 

@@ -63,19 +63,59 @@ pub struct SmsCheck {
     mobile: Mobile,
 }
 
-fn unavailable(e: redis::RedisError) -> ApiError {
-    ApiError::unavailable(anyhow::Error::new(e).context("sms code check in Redis"))
+/// Why a presented code was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    /// No code stored, expired, used, or deleted after too many wrong tries.
+    #[error("no valid sms code")]
+    NoValidCode,
+    /// A wrong guess (counted).
+    #[error("wrong sms code")]
+    Wrong,
+    /// Redis could not run the check.
+    #[error("sms code check in Redis")]
+    Unavailable(#[source] anyhow::Error),
+    /// The script answered something it never answers: a bug.
+    #[error("the sms code script answered {0:?}")]
+    Unexpected(String),
 }
 
-async fn connection(redis: &Pool) -> Result<deadpool_redis::Connection, ApiError> {
+impl CodeError {
+    /// The label a refusal is counted under.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoValidCode => "sms_code_invalid",
+            Self::Wrong => "sms_code_wrong",
+            Self::Unavailable(_) => "unavailable",
+            Self::Unexpected(_) => "error",
+        }
+    }
+}
+
+impl From<CodeError> for ApiError {
+    fn from(e: CodeError) -> Self {
+        match e {
+            CodeError::NoValidCode => Self::non_field(NO_VALID_CODE),
+            CodeError::Wrong => Self::non_field(WRONG_CODE),
+            e @ CodeError::Unavailable(_) => Self::unavailable(e),
+            e @ CodeError::Unexpected(_) => Self::Unexpected(e.into()),
+        }
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> CodeError {
+    CodeError::Unavailable(e.into())
+}
+
+async fn connection(redis: &Pool) -> Result<deadpool_redis::Connection, CodeError> {
     redis
         .get()
         .await
-        .map_err(|e| ApiError::unavailable(anyhow::anyhow!("redis connection: {e}")))
+        .map_err(|e| CodeError::Unavailable(anyhow::anyhow!("redis connection: {e}")))
 }
 
-/// Check `given` against the stored code: `Ok` when it matches, else the 400 to send.
-pub async fn check(redis: &Pool, mobile: &Mobile, given: &str) -> Result<SmsCheck, ApiError> {
+/// Check `given` against the stored code: `Ok` when it matches.
+pub async fn check(redis: &Pool, mobile: &Mobile, given: &str) -> Result<SmsCheck, CodeError> {
     let mut conn = connection(redis).await?;
     let (verdict, wrong): (String, u64) = CHECK
         .key(keys::sms_code(mobile))
@@ -90,16 +130,14 @@ pub async fn check(redis: &Pool, mobile: &Mobile, given: &str) -> Result<SmsChec
         "ok" => Ok(SmsCheck {
             mobile: mobile.clone(),
         }),
-        "invalid" => Err(ApiError::non_field(NO_VALID_CODE)),
+        "invalid" => Err(CodeError::NoValidCode),
         "wrong" => {
             if wrong >= MAX_ATTEMPTS {
                 tracing::info!(mobile = %mobile, wrong, "sms code deleted after too many wrong guesses");
             }
-            Err(ApiError::non_field(WRONG_CODE))
+            Err(CodeError::Wrong)
         }
-        other => Err(ApiError::Unexpected(anyhow::anyhow!(
-            "the sms code script answered {other:?}"
-        ))),
+        other => Err(CodeError::Unexpected(other.to_owned())),
     }
 }
 
@@ -109,9 +147,7 @@ impl SmsCheck {
     /// register anything, and it expires within 300 s.
     pub async fn consume(self, redis: &Pool) {
         let result = async {
-            let mut conn = connection(redis)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut conn = connection(redis).await.map_err(anyhow::Error::new)?;
             redis::cmd("DEL")
                 .arg(keys::sms_code(&self.mobile))
                 .arg(keys::sms_attempts(&self.mobile))
