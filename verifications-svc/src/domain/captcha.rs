@@ -41,8 +41,19 @@ pub const ALPHABET: &[u8] = b"ACDEFHJKMNPRTUVWXY3479";
 
 /// DejaVu Sans Bold, vendored with its licence (assets/LICENSE-DejaVu.txt).
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans-Bold.ttf");
-/// The size glyphs are rasterised at once; captchas scale them down to 25–30 px.
-const BASE_PX: f32 = 40.0;
+/// The size glyphs are rasterised at once; captchas scale them down by [`GLYPH_SCALE`].
+pub const BASE_PX: f32 = 40.0;
+/// The fonts the glyphs come from (files in `assets/`), named for the attack harness.
+pub const FONT_FILES: &[&str] = &["DejaVuSans-Bold.ttf"];
+/// The ranges each glyph's scale (of [`BASE_PX`]), rotation (radians) and shear are drawn from.
+/// Public because `bench/captcha/` builds its solver templates under the very same ranges.
+pub const GLYPH_SCALE: std::ops::Range<f32> = 0.62..0.74;
+/// See [`GLYPH_SCALE`].
+pub const GLYPH_ANGLE: std::ops::Range<f32> = -0.40..0.40;
+/// See [`GLYPH_SCALE`].
+pub const GLYPH_SHEAR: std::ops::Range<f32> = -0.25..0.25;
+/// The band each channel of a text colour lies in.
+pub const TEXT_BAND: std::ops::RangeInclusive<u8> = 0..=110;
 
 /// One glyph's anti-aliased coverage (0–255), with a one-pixel empty border so bilinear
 /// sampling fades out at the edges.
@@ -169,12 +180,12 @@ pub fn draw<R: Rng + ?Sized>(text: &str, rng: &mut R) -> RgbImage {
         .filter_map(|b| ALPHABET.iter().position(|&a| a == b))
         .map(|index| Placement {
             index,
-            scale: rng.random_range(0.62..0.74),
-            angle: rng.random_range(-0.40..0.40),
-            shear: rng.random_range(-0.25..0.25),
+            scale: rng.random_range(GLYPH_SCALE),
+            angle: rng.random_range(GLYPH_ANGLE),
+            shear: rng.random_range(GLYPH_SHEAR),
             dy: rng.random_range(-2.5..2.5),
             gap: rng.random_range(-2.5..0.5),
-            colour: colour_in(rng, 0..=110),
+            colour: colour_in(rng, TEXT_BAND),
         })
         .collect();
     let glyphs = &*GLYPHS;
