@@ -111,12 +111,15 @@ def to_four(parts, length):
     while 0 < len(parts) < length:
         widths = [np.ptp(np.nonzero(p)[1]) for p in parts]
         i = int(np.argmax(widths))
+        if widths[i] < 2:
+            break
         cols = np.nonzero(parts[i])[1]
         lo, hi = cols.min(), cols.max()
         # cut at the thinnest column in the middle half
         profile = parts[i].sum(axis=0)
         a, b = lo + (hi - lo) // 4, hi - (hi - lo) // 4
         cut = a + int(np.argmin(profile[a : b + 1])) if b > a else (lo + hi) // 2
+        cut = max(lo + 1, min(hi, cut))
         left, right = parts[i].copy(), parts[i].copy()
         left[:, cut:] = False
         right[:, :cut] = False

@@ -63,7 +63,7 @@ fn set(dir: &Path, count: usize, rng: &mut StdRng) -> anyhow::Result<()> {
         std::fs::write(dir.join(&name), encode_png(&draw(&text, rng))?)?;
         writeln!(answers, "{name}\t{text}")?;
     }
-    println!("{count} captchas in {}", dir.display());
+    eprintln!("{count} captchas in {}", dir.display());
     Ok(())
 }
 
@@ -117,6 +117,6 @@ fn sheet(dir: &Path, rng: &mut StdRng) -> anyhow::Result<()> {
         .save(&png)
         .with_context(|| format!("writing {}", png.display()))?;
     std::fs::write(dir.join("answers.md"), table)?;
-    println!("{} and answers.md", png.display());
+    eprintln!("{} and answers.md", png.display());
     Ok(())
 }
