@@ -10,6 +10,10 @@ use crate::process::{self, RunDir};
 /// Databases configured on test servers: each test takes one, so many tests can share a server.
 const DATABASES: u32 = 4096;
 
+/// Where `SAVE` writes (Redis' default `dbfilename`, in the server's `--dir`), and where a
+/// start loads data from.
+const DUMP_FILE: &str = "dump.rdb";
+
 /// A Redis database of its own for one test, on the test binary's shared server.
 #[derive(Debug, Clone)]
 pub struct TestRedis {
@@ -145,6 +149,36 @@ impl RedisServer {
 
     /// Start it again on the same port with an empty data set.
     pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.dir.path().join(DUMP_FILE));
+        self.start_again();
+    }
+
+    /// Write the data set to disk (`SAVE`), then stop: like stopping a Redis that persists its
+    /// data. [`RedisServer::start_again`] loads it back.
+    pub fn stop_keeping_data(&mut self) {
+        if self.child.is_some() {
+            let mut conn = redis::Client::open(self.url(0))
+                .expect("a redis:// URL is valid")
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .expect("the test's Redis accepts connections");
+            redis::cmd("SAVE")
+                .query::<()>(&mut conn)
+                .expect("SAVE works");
+        }
+        self.stop();
+    }
+
+    /// Stop and start again on the same port with the same data, at once: what
+    /// `docker restart` does to a Redis that persists its data. Clients connected before
+    /// find their sockets closed.
+    pub fn restart_keeping_data(&mut self) {
+        self.stop_keeping_data();
+        self.start_again();
+    }
+
+    /// Start a stopped server again on the same port, with whatever data it saved.
+    pub fn start_again(&mut self) {
         self.stop();
         let child = spawn(self.dir.path(), self.port);
         watch_own_process(self.dir.path().to_path_buf(), child.id());

@@ -1,7 +1,7 @@
 //! Code that two or more meiduo-auth crates need, and nothing else: configuration loading,
 //! telemetry, the DRF-compatible error body and its actix-web plumbing, newtypes parsed at the
 //! boundary (`Mobile`, `Username`, `ImageCodeId`, `SmsCode`), the Redis key names of the original
-//! tutorial, the `SendSmsCode` job payload, and the small Redis building blocks (pool, rate limit).
+//! tutorial, the `SendSmsCode` job payload, and the small Redis building blocks (the one client, rate limit).
 //!
 //! No handlers and no SQL live here.
 
@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod queue;
 pub mod rate_limit;
+pub mod redis_client;
 pub mod redis_pool;
 pub mod shutdown;
 pub mod telemetry;

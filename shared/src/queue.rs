@@ -3,19 +3,19 @@
 //! queue name, the Redis database or the encoding.
 //!
 //! The queue is apalis-redis 1.0 storage (JSON-encoded jobs) in its own Redis database
-//! (`QUEUE_REDIS_URL`) under its own name (`SMS_QUEUE`). apalis needs a `redis`
-//! `ConnectionManager` of its own: it cannot borrow connections from the deadpool pool.
+//! (`QUEUE_REDIS_URL`) under its own name (`SMS_QUEUE`), over the shared
+//! [`RedisClient`](crate::redis_client::RedisClient).
 
 use std::time::Duration;
 
-use apalis_redis::{ConnectionManager, RedisStorage};
-use redis::aio::ConnectionManagerConfig;
+use apalis_redis::RedisStorage;
 
 use crate::config::Env;
 use crate::jobs::{DEFAULT_SMS_QUEUE, SendSmsCode};
+use crate::redis_client::{RedisClient, Replay, Timeouts};
 
 /// The storage of [`SendSmsCode`] jobs.
-pub type SmsStorage = RedisStorage<SendSmsCode, ConnectionManager>;
+pub type SmsStorage = RedisStorage<SendSmsCode, RedisClient>;
 
 /// Where the SMS queue lives.
 #[derive(Debug, Clone)]
@@ -42,18 +42,15 @@ impl QueueSettings {
         }
     }
 
-    /// A connection manager that connects on first use and reconnects by itself after Redis
-    /// restarts. The response timeout is explicit: redis-rs' default (500 ms) makes apalis treat
-    /// a slow moment under load as a fatal stream error (apalis-redis #76).
-    pub fn connection(&self) -> anyhow::Result<ConnectionManager> {
-        let client = redis::Client::open(self.redis_url.as_str())
-            .map_err(|e| anyhow::anyhow!("QUEUE_REDIS_URL is not a usable Redis URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+    /// The queue's connection: connects on first use and repairs itself after Redis restarts.
+    /// The response timeout is explicit: redis-rs' default (500 ms) makes apalis treat a slow
+    /// moment under load as a fatal stream error (apalis-redis #76).
+    ///
+    /// Commands are [`Replay::Never`]: apalis' fetch script moves jobs into this worker's
+    /// in-flight set, so a second run would strand the first run's batch. The producer's push is
+    /// replay-safe and says so at the call ([`QueueSettings::producer_storage`]).
+    pub fn connection(&self) -> anyhow::Result<RedisClient> {
+        RedisClient::new(&self.redis_url, "queue", Timeouts::both(self.timeout))
     }
 
     /// The apalis storage configuration of the SMS queue (name set explicitly: the default
@@ -63,7 +60,17 @@ impl QueueSettings {
     }
 
     /// The SMS job storage over `conn`.
-    pub fn storage(&self, conn: ConnectionManager) -> SmsStorage {
+    pub fn storage(&self, conn: RedisClient) -> SmsStorage {
         RedisStorage::new(conn).with_config(self.apalis_config())
+    }
+
+    /// The storage a producer pushes with: its commands are resent once if the connection
+    /// turns out dead. Safe because a producer only runs two things on it:
+    /// - apalis-redis' `batch_push.lua` with the task id the producer chose: it writes with
+    ///   `HSETNX` under that id and does nothing else when the id is already stored, so a
+    ///   second run of a push that did land changes nothing and queues no second job;
+    /// - `fetch_by_id` (the lost-reply check), a read.
+    pub fn producer_storage(&self, conn: &RedisClient) -> SmsStorage {
+        self.storage(conn.replay(Replay::Safe))
     }
 }

@@ -135,7 +135,11 @@ impl Consumer {
     async fn release_stranded(&self, name: &str) {
         let config = self.storage.get_config();
         let inflight = format!("{}:{name}", config.inflight_jobs_set());
-        let mut conn = self.storage.clone().get_connection().clone();
+        let mut conn = self
+            .storage
+            .clone()
+            .get_connection()
+            .replay(shared::redis_client::Replay::Safe);
         match housekeeping::release_inflight(&mut conn, &inflight, &config.active_jobs_list()).await
         {
             Ok(0) => {}

@@ -12,14 +12,17 @@
 //!   ago (default 600 s: the code's 300 s life plus a margin for inspection, so a code does
 //!   not outlive its use in Redis by much).
 //!
-//! Every worker process runs them; the scripts are atomic, so running them twice is harmless.
+//! Every worker process runs them; the scripts are atomic, so running them twice is harmless,
+//! which is also why their commands may be resent after a dead connection (`Replay::Safe`): a
+//! second promote or release moves the next chunk, a second reap finds the first one's work
+//! done.
 //! The scripts are statics: built (and hashed) once, not on every one-second round.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use apalis_redis::ConnectionManager;
 use shared::queue::SmsStorage;
+use shared::redis_client::{RedisClient, Replay};
 use tokio::sync::watch;
 
 /// Jobs handled per script call: well below Lua's `unpack` limit, short enough not to block
@@ -86,7 +89,7 @@ pub async fn run(storage: SmsStorage, retention: Duration, mut stop: watch::Rece
         data: config.job_data_hash(),
         meta: config.job_meta_hash(),
     };
-    let mut conn = storage.clone().get_connection().clone();
+    let mut conn = storage.clone().get_connection().replay(Replay::Safe);
     loop {
         match promote_backlog(&mut conn, &keys).await {
             Ok(0) => {}
@@ -121,10 +124,7 @@ pub struct Keys {
 
 /// Move due jobs from the scheduled set to the end of the active list (what apalis-redis's
 /// fetch does), `CHUNK` at a time, while more than `CHUNK` are due. Returns how many moved.
-pub async fn promote_backlog(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-) -> redis::RedisResult<usize> {
+pub async fn promote_backlog(conn: &mut RedisClient, keys: &Keys) -> redis::RedisResult<usize> {
     let mut moved = 0;
     for _ in 0..MAX_CALLS {
         let now = chrono::Utc::now().timestamp();
@@ -152,7 +152,7 @@ pub async fn promote_backlog(
 /// metadata and set entry. Samples each set at random (`SRANDMEMBER`), so it needs no cursor
 /// and copes with ids arriving meanwhile; keeps going while most of a sample was old enough.
 pub async fn reap_finished(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisClient,
     keys: &Keys,
     retention: Duration,
 ) -> redis::RedisResult<usize> {
@@ -181,7 +181,7 @@ pub async fn reap_finished(
 
 /// Move every job id in the in-flight set `inflight` back to the end of `active`.
 pub async fn release_inflight(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisClient,
     inflight: &str,
     active: &str,
 ) -> redis::RedisResult<usize> {

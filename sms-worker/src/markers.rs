@@ -12,18 +12,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use redis::AsyncCommands as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::jobs::SendSmsCode;
 use shared::keys;
+use shared::redis_client::{RedisClient, Replay, Timeouts};
 
 /// How long a marker outlives its code: a job is dropped once its code has expired, so the
 /// marker is only needed until then; the margin covers clock skew between workers.
 const MARGIN_SECS: i64 = 60;
 
-/// Access to the markers (one multiplexed connection, reconnecting by itself).
+/// Access to the markers (the shared self-repairing connection).
 #[derive(Clone)]
 pub struct SentMarkers {
-    conn: ConnectionManager,
+    conn: RedisClient,
 }
 
 impl std::fmt::Debug for SentMarkers {
@@ -35,22 +35,16 @@ impl std::fmt::Debug for SentMarkers {
 impl SentMarkers {
     /// Connect lazily to `url` (nothing happens until the first command).
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a usable Redis URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
         Ok(Self {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            conn: RedisClient::new(url, "verify codes", Timeouts::both(timeout))?,
         })
     }
 
     /// Whether `job`'s message was already accepted by the provider.
     pub async fn is_sent(&self, job: &SendSmsCode) -> redis::RedisResult<bool> {
+        // A read: safe to resend.
         self.conn
-            .clone()
+            .replay(Replay::Safe)
             .exists(keys::sms_sent(&job.request_id))
             .await
     }
@@ -65,7 +59,9 @@ impl SentMarkers {
             .arg("NX")
             .arg("EX")
             .arg(ttl)
-            .query_async::<Option<String>>(&mut self.conn.clone())
+            // Safe to resend: a second SET NX finds the marker set, which is the goal; the
+            // reply is not used.
+            .query_async::<Option<String>>(&mut self.conn.replay(Replay::Safe))
             .await
             .map(drop)
     }
@@ -82,17 +78,14 @@ impl SentMarkers {
             .incr(&key, 1)
             .pexpire(&key, remaining_ms)
             .ignore()
-            .query_async(&mut self.conn.clone())
+            // Not resent: the INCR counts a provider attempt; a second run would count two.
+            .query_async(&mut self.conn.replay(Replay::Never))
             .await?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// `PING`, for `/readyz`.
     pub async fn ping(&self) -> Result<(), String> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn.clone())
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.conn.ping().await
     }
 }

@@ -18,10 +18,8 @@ pub struct Config {
     pub listen: Listen,
     /// `REDIS_URL`: the verify-codes database, default `redis://127.0.0.1:6379/2`.
     pub redis_url: String,
-    /// `REDIS_POOL_SIZE`, default 32 connections per HTTP worker.
-    pub redis_pool_size: usize,
-    /// `REDIS_TIMEOUT_MS`, default 1000: wait, connect and recycle timeout of the pool, so a
-    /// request fails fast with 503 when Redis is down instead of hanging.
+    /// `REDIS_TIMEOUT_MS`, default 1000: connect and response timeout of the Redis connection,
+    /// so a request fails fast with 503 when Redis is down instead of hanging.
     pub redis_timeout: Duration,
     /// `DATABASE_URL`, `DB_POOL_SIZE` (16), `DB_TIMEOUT_MS` (2000).
     pub database: DatabaseConfig,
@@ -105,7 +103,6 @@ impl Config {
                 "redis://127.0.0.1:6379/2",
                 &["redis://", "rediss://"],
             ),
-            redis_pool_size: env.int_in("REDIS_POOL_SIZE", 32, 1, 1024),
             redis_timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
             database: DatabaseConfig::read(&mut env),
             hashing: HashingConfig {

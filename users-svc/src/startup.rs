@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use shared::metrics::Metrics;
+use shared::redis_client::{RedisClient, Timeouts};
 
 use crate::config::Config;
 use crate::db::Db;
@@ -36,45 +37,26 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// One multiplexed Redis connection for the enumeration limiter, connected on first use (so the
-/// service starts without Redis) and re-established by itself after a failure; every command
-/// is bounded by `REDIS_TIMEOUT_MS`.
-fn limiter_connection(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
-        anyhow::anyhow!(
-            "bad REDIS_URL {}: {e}",
-            shared::redis_pool::redacted(&config.redis_url)
-        )
-    })?;
-    let settings = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.redis_timeout))
-        .set_response_timeout(Some(config.redis_timeout))
-        .set_number_of_retries(1);
-    Ok(redis::aio::ConnectionManager::new_lazy_with_config(
-        client, settings,
-    )?)
-}
-
 /// The clients one HTTP worker uses. Each actix worker runs its own single-threaded runtime;
 /// giving each its own pools and limiter connection keeps every socket on the runtime of the
 /// tasks that use it, so a query's answer never has to wake another thread (measured: about
 /// +20% on the count endpoints against one pool shared by all workers).
 struct WorkerClients {
     db: Db,
-    redis: deadpool_redis::Pool,
-    limiter: redis::aio::ConnectionManager,
+    /// The verify-codes Redis (sms codes and the enumeration limiter): one multiplexed
+    /// connection, connected on first use, so the service starts without Redis.
+    redis: RedisClient,
 }
 
 impl WorkerClients {
     fn build(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             db: Db::build(&config.database)?,
-            redis: shared::redis_pool::build(
+            redis: RedisClient::new(
                 &config.redis_url,
-                config.redis_pool_size,
-                config.redis_timeout,
+                "verify codes",
+                Timeouts::both(config.redis_timeout),
             )?,
-            limiter: limiter_connection(config)?,
         })
     }
 }
@@ -109,7 +91,7 @@ impl Application {
             let clients =
                 WorkerClients::build(&config).expect("the same settings built at start-up");
             let limiter = EnumerationLimit::new(
-                clients.limiter,
+                clients.redis.clone(),
                 config.count_limit_per_minute,
                 config.trusted_proxies.clone(),
             );

@@ -6,8 +6,8 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use ipnet::IpNet;
-use redis::aio::ConnectionManager;
 use shared::metrics::Metrics;
+use shared::redis_client::RedisClient;
 
 use crate::config::Config;
 use crate::domain::captcha::RenderLimit;
@@ -34,9 +34,9 @@ impl std::fmt::Debug for Application {
 #[derive(Debug, Clone)]
 pub struct Codes {
     /// The verify-codes Redis.
-    pub redis: ConnectionManager,
+    pub redis: RedisClient,
     /// The queue Redis (the same connection the job storage uses), for `/readyz`.
-    pub queue_connection: ConnectionManager,
+    pub queue_connection: RedisClient,
     pub sms: SmsCodes,
     pub trusted_proxies: Vec<IpNet>,
     /// One bound for the whole process, shared by every HTTP worker.
@@ -52,7 +52,7 @@ impl Codes {
         Ok(Self {
             sms: SmsCodes {
                 redis: redis.clone(),
-                queue: config.queue.storage(queue_connection.clone()),
+                queue: config.queue.producer_storage(&queue_connection),
                 limits: config.send_limits,
                 template_id: config.sms_template_id.clone(),
             },

@@ -2,11 +2,12 @@
 //! runs against it. Key names come only from `shared::keys`.
 //!
 //! ## Connection
-//! One multiplexed `ConnectionManager` per HTTP worker, not a pool: every request's commands are
-//! pipelined on that worker's one socket, with no checkout round trip (deadpool-redis pings each
-//! connection on checkout, which would cost one extra round trip per request). It connects on
-//! first use and reconnects by itself after an I/O error, so the service recovers when Redis
-//! comes back; connect and response timeouts make a request fail fast (503) while it is down.
+//! One `shared::redis_client::RedisClient` per HTTP worker, not a pool: every request's
+//! commands are pipelined on that worker's one socket, with no checkout round trip. It connects
+//! on first use and replaces a connection Redis closed before a command goes out on it, so a
+//! Redis restart between two requests costs no error; while Redis is down a request fails fast
+//! (503). Each command below says whether it may be resent after the connection died under it
+//! ([`Replay`]): only what may run twice is.
 //!
 //! ## Round trips of `GET /sms_codes/` (three on success)
 //! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong),
@@ -42,9 +43,9 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use shared::domain::{ImageCodeId, Mobile, SmsCode};
 use shared::keys;
+use shared::redis_client::{RedisClient, Replay, Timeouts};
 
 /// Rate-limit scope of the per-mobile daily limit (`rl:sms_mobile:{mobile}`).
 pub const MOBILE_SCOPE: &str = "sms_mobile";
@@ -65,34 +66,14 @@ pub const IP_WINDOW_SECS: u64 = 3600;
 /// Digits of a mobile that name its number block.
 pub const PREFIX_DIGITS: usize = 7;
 
-/// A lazily connecting, self-reconnecting connection to `url`.
-pub fn connect(url: &str, timeout: Duration) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).map_err(|e| {
-        anyhow::anyhow!(
-            "REDIS_URL {} is not a usable Redis URL: {e}",
-            shared::redis_pool::redacted(url)
-        )
-    })?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
-}
-
-/// `PING`, for `/readyz`.
-pub async fn ping(conn: &ConnectionManager) -> Result<(), String> {
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn.clone())
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+/// The verify-codes connection of one HTTP worker (lazy: nothing connects yet).
+pub fn connect(url: &str, timeout: Duration) -> anyhow::Result<RedisClient> {
+    RedisClient::new(url, "verify codes", Timeouts::both(timeout))
 }
 
 /// `SETEX img_{id} 300 text`: a repeated id replaces the old text.
 pub async fn store_image_code(
-    conn: &ConnectionManager,
+    conn: &RedisClient,
     id: &ImageCodeId,
     text: &str,
 ) -> redis::RedisResult<()> {
@@ -100,7 +81,8 @@ pub async fn store_image_code(
         .arg(keys::image_code(id))
         .arg(keys::IMAGE_CODE_TTL_SECS)
         .arg(text)
-        .query_async(&mut conn.clone())
+        // Safe to resend: SETEX of the same value and TTL.
+        .query_async(&mut conn.replay(Replay::Safe))
         .await
 }
 
@@ -146,7 +128,7 @@ fn client_key(scope: &str, ip: Option<IpAddr>, key: fn(IpAddr) -> String) -> Str
 /// GETDEL `img_{id}`, compare `answer`, count a wrong one for `ip`, check `send_flag_{mobile}`:
 /// atomically, in one round trip.
 pub async fn take_image_code(
-    conn: &ConnectionManager,
+    conn: &RedisClient,
     id: &ImageCodeId,
     mobile: &Mobile,
     answer: &str,
@@ -164,7 +146,9 @@ pub async fn take_image_code(
         .arg(answer.to_lowercase())
         .arg(failure_limit)
         .arg(IP_WINDOW_SECS)
-        .invoke_async(&mut conn.clone())
+        // Not resent: GETDEL consumes the captcha and a wrong answer is counted; a second run
+        // would find no captcha (a wrong 400) and count twice.
+        .invoke_async(&mut conn.replay(Replay::Never))
         .await?;
     Ok(match verdict.as_str() {
         "limited" => Taken::Limited { retry_after: n },
@@ -446,7 +430,7 @@ pub enum ClaimOutcome {
 /// Claim the send flag, count the limits and the budget, store the code: atomically, one
 /// round trip.
 pub async fn claim_send(
-    conn: &ConnectionManager,
+    conn: &RedisClient,
     claim: &Claim<'_>,
     limits: SendLimits,
 ) -> redis::RedisResult<ClaimOutcome> {
@@ -476,7 +460,9 @@ pub async fn claim_send(
         script.key(key).arg(limit).arg(window);
     }
     let (status, wait, mask, prev_code, prev_pttl, prev_attempts, attempts_pttl, owner, counts): Reply =
-        script.invoke_async(&mut conn.clone()).await?;
+        // Not resent: a second run finds its own flag (SET NX) and answers "too frequent", and
+        // counts the limits again; the caller releases what a lost run may have taken.
+        script.invoke_async(&mut conn.replay(Replay::Never)).await?;
     Ok(match status {
         1 => ClaimOutcome::Claimed {
             previous: prev_code.map(|code| Previous {
@@ -562,7 +548,7 @@ return 1
 /// request's value. `refund` also takes back every counter hit, budget included (only when the
 /// claim is known to have run).
 pub async fn release_send(
-    conn: &ConnectionManager,
+    conn: &RedisClient,
     claim: &Claim<'_>,
     refund: bool,
     previous: Option<&Previous>,
@@ -601,7 +587,10 @@ pub async fn release_send(
         .arg(attempts)
         .arg(attempts_left)
         .arg(owner)
-        .invoke_async::<i64>(&mut conn.clone())
+        // Resent only without a refund: the flag and code steps compare with this request's
+        // values first, so a second run finds nothing of ours left and changes nothing; the
+        // refund's DECRs would be counted twice.
+        .invoke_async::<i64>(&mut conn.replay(if refund { Replay::Never } else { Replay::Safe }))
         .await
         .map(drop)
 }

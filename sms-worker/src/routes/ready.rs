@@ -1,7 +1,7 @@
 //! `GET /readyz`: 200 when both Redis databases answer and the worker is not stopping.
 
 use actix_web::{HttpResponse, web};
-use apalis_redis::ConnectionManager;
+use shared::redis_client::RedisClient;
 use tokio::sync::watch;
 
 use crate::markers::SentMarkers;
@@ -9,7 +9,7 @@ use crate::markers::SentMarkers;
 /// What readiness and the queue-depth gauge look at.
 #[derive(Clone)]
 pub struct Probes {
-    pub queue: ConnectionManager,
+    pub queue: RedisClient,
     pub markers: SentMarkers,
     pub stopping: watch::Receiver<bool>,
     /// The queue's `active` list and `scheduled` set keys (from the shared apalis config).
@@ -25,19 +25,8 @@ impl std::fmt::Debug for Probes {
     }
 }
 
-impl Probes {
-    /// `PING` the queue Redis.
-    pub async fn ping_queue(&self) -> Result<(), String> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.queue.clone())
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-}
-
 pub async fn readyz(probes: web::Data<Probes>) -> HttpResponse {
-    let (queue, markers) = tokio::join!(probes.ping_queue(), probes.markers.ping());
+    let (queue, markers) = tokio::join!(probes.queue.ping(), probes.markers.ping());
     let running = if *probes.stopping.borrow() {
         Err("shutting down".to_owned())
     } else {

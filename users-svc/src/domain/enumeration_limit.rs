@@ -5,9 +5,10 @@
 //! "taken" errors tell exactly what a count does). Without the registration side an attacker
 //! would simply enumerate through `POST /users/` instead of the limited GETs.
 //!
-//! The limiter talks to Redis over one shared multiplexed connection (`ConnectionManager`, which
-//! reconnects by itself) rather than the pool: a pool checkout costs a PING round trip, a third
-//! of a count's round trips.
+//! The limiter talks to Redis over the HTTP worker's one multiplexed connection
+//! (`shared::redis_client::RedisClient`), with no checkout round trip. Its script counts, so it
+//! is never resent after the connection died under it (`Replay::Never`): a lost hit is a 503,
+//! a doubled one would eat the client's budget.
 //!
 //! When Redis (the limiter) is down the answer is 503, not an unlimited lookup: failing open
 //! would switch the enumeration guard off exactly when nobody is watching it.
@@ -15,9 +16,9 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use redis::aio::ConnectionManager;
 use shared::http::ApiError;
 use shared::rate_limit::{Decision, Limit};
+use shared::redis_client::{RedisClient, Replay};
 
 /// Why a lookup was not allowed.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +54,7 @@ impl From<LimitError> for ApiError {
 #[derive(Debug, Clone)]
 pub struct EnumerationLimit {
     /// The verify-codes Redis, where the counters live.
-    pub redis: ConnectionManager,
+    pub redis: RedisClient,
     /// `COUNT_LIMIT_PER_IP_PER_MINUTE`, one window for the counts and registration together.
     pub limit: Limit,
     /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
@@ -67,7 +68,7 @@ impl EnumerationLimit {
     /// sharing it; kept so counters survive a rolling deploy.
     pub const SCOPE: &'static str = "count_ip";
 
-    pub fn new(redis: ConnectionManager, per_minute: u64, trusted_proxies: Vec<IpNet>) -> Self {
+    pub fn new(redis: RedisClient, per_minute: u64, trusted_proxies: Vec<IpNet>) -> Self {
         Self {
             redis,
             limit: Limit {
@@ -84,7 +85,7 @@ impl EnumerationLimit {
     /// 503 when Redis cannot count.
     pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), LimitError> {
         let key = client.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis.replay(Replay::Never);
         match self.limit.hit_on(&mut conn, &key).await {
             Ok(Decision::Allowed) => Ok(()),
             Ok(Decision::Refused { retry_after }) => Err(LimitError::Throttled { retry_after }),

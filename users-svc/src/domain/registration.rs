@@ -23,13 +23,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use deadpool_redis::Pool;
 use prometheus::IntCounterVec;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use shared::domain::{Mobile, Username};
 use shared::drf::{FieldErrors, msg};
 use shared::http::ApiError;
+use shared::redis_client::RedisClient;
 
 use super::enumeration_limit::{EnumerationLimit, LimitError};
 use super::in_flight::InFlight;
@@ -140,7 +140,7 @@ pub struct NewAccount {
 #[derive(Debug)]
 pub struct Registrar {
     pub db: Db,
-    pub redis: Pool,
+    pub redis: RedisClient,
     /// Shared by all HTTP workers: the hashing limits are per process.
     pub hasher: Arc<Hasher>,
     pub tokens: TokenIssuer,

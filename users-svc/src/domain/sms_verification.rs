@@ -19,10 +19,10 @@
 
 use std::sync::LazyLock;
 
-use deadpool_redis::Pool;
 use shared::domain::Mobile;
 use shared::http::ApiError;
 use shared::keys;
+use shared::redis_client::{RedisClient, Replay};
 
 /// Wrong guesses allowed per code.
 pub const MAX_ATTEMPTS: u64 = 5;
@@ -107,23 +107,20 @@ fn unavailable(e: redis::RedisError) -> CodeError {
     CodeError::Unavailable(e.into())
 }
 
-async fn connection(redis: &Pool) -> Result<deadpool_redis::Connection, CodeError> {
-    redis
-        .get()
-        .await
-        .map_err(|e| CodeError::Unavailable(anyhow::anyhow!("redis connection: {e}")))
-}
-
 /// Check `given` against the stored code: `Ok` when it matches.
-pub async fn check(redis: &Pool, mobile: &Mobile, given: &str) -> Result<SmsCheck, CodeError> {
-    let mut conn = connection(redis).await?;
+pub async fn check(
+    redis: &RedisClient,
+    mobile: &Mobile,
+    given: &str,
+) -> Result<SmsCheck, CodeError> {
     let (verdict, wrong): (String, u64) = CHECK
         .key(keys::sms_code(mobile))
         .key(keys::sms_attempts(mobile))
         .arg(given)
         .arg(keys::SMS_CODE_TTL_SECS)
         .arg(MAX_ATTEMPTS)
-        .invoke_async(&mut conn)
+        // Not resent: a wrong guess is counted (INCR), a second run would count it twice.
+        .invoke_async(&mut redis.replay(Replay::Never))
         .await
         .map_err(unavailable)?;
     match verdict.as_str() {
@@ -145,19 +142,15 @@ impl SmsCheck {
     /// The registration succeeded: the code is single use, and its counter goes with it. Best
     /// effort: the account exists and the mobile is now taken, so a leftover code cannot
     /// register anything, and it expires within 300 s.
-    pub async fn consume(self, redis: &Pool) {
-        let result = async {
-            let mut conn = connection(redis).await.map_err(anyhow::Error::new)?;
-            redis::cmd("DEL")
-                .arg(keys::sms_code(&self.mobile))
-                .arg(keys::sms_attempts(&self.mobile))
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(anyhow::Error::new)
-        }
-        .await;
+    pub async fn consume(self, redis: &RedisClient) {
+        let result = redis::cmd("DEL")
+            .arg(keys::sms_code(&self.mobile))
+            .arg(keys::sms_attempts(&self.mobile))
+            // Safe to resend: deleting twice leaves the same state.
+            .query_async::<()>(&mut redis.replay(Replay::Safe))
+            .await;
         if let Err(e) = result {
-            tracing::warn!(mobile = %self.mobile, error = %format!("{e:#}"), "could not delete a used sms code");
+            tracing::warn!(mobile = %self.mobile, error = %e, "could not delete a used sms code");
         }
     }
 }

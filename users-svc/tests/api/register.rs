@@ -1139,3 +1139,50 @@ async fn registrations_spend_the_count_endpoints_per_ip_limit_before_any_lookup(
     assert_eq!(outcome_count(&app, "taken").await, 1, "no lookup after 3");
     assert_eq!(outcome_count(&app, "created").await, 0);
 }
+
+/// Redis restarts (data kept) between the requests of one client, with no pause: a count, a
+/// second count and a registration that reads the SMS code all answer as if nothing happened.
+/// Each restart closes the HTTP worker's Redis connection; the next command must get a fresh
+/// one instead of the closed socket's error.
+#[tokio::test]
+async fn a_redis_restart_between_two_requests_costs_the_user_nothing() {
+    let mut server = harness::RedisServer::start();
+    let app = crate::helpers::spawn_app_with_redis(server.url(0)).await;
+    let mut conn = redis::Client::open(server.url(0))
+        .expect("URL")
+        .get_connection()
+        .expect("connect");
+    redis::cmd("SETEX")
+        .arg(format!("sms_{MOBILE}"))
+        .arg(300)
+        .arg(CODE)
+        .query::<()>(&mut conn)
+        .expect("SETEX");
+
+    let res = app.get("/usernames/alice123/count/").await;
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "alice123", "count": 0}))
+    );
+    server.restart_keeping_data();
+    let res = app.get(&format!("/mobiles/{MOBILE}/count/")).await;
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"mobile": MOBILE, "count": 0})),
+        "a count right after a restart"
+    );
+    server.restart_keeping_data();
+    let res = app.register(&registration("alice123", MOBILE, CODE)).await;
+    assert_registered(&app, res, "alice123", MOBILE, "password123").await;
+    let mut conn = redis::Client::open(server.url(0))
+        .expect("URL")
+        .get_connection()
+        .expect("connect");
+    let left: Option<String> = redis::cmd("GET")
+        .arg(format!("sms_{MOBILE}"))
+        .query(&mut conn)
+        .expect("GET");
+    assert_eq!(left, None, "the code was read and then consumed");
+}

@@ -9,13 +9,13 @@ use std::time::Instant;
 use apalis::prelude::{FetchById, TaskBuilder, TaskId, TaskSink};
 use chrono::Utc;
 use rand::RngExt;
-use redis::aio::ConnectionManager;
 use shared::domain::{ImageCodeId, Mobile, SmsCode};
 use shared::drf::{FieldErrors, msg};
 use shared::http::ApiError;
 use shared::jobs::SendSmsCode;
 use shared::keys;
 use shared::queue::SmsStorage;
+use shared::redis_client::RedisClient;
 
 use crate::store::{
     self, BudgetWindow, Claim, ClaimOutcome, LimitHit, Previous, SendLimits, Taken,
@@ -175,7 +175,7 @@ pub struct Sent {
 /// What issuing SMS codes needs: the verify-codes Redis, the queue, the limits, the template.
 #[derive(Clone)]
 pub struct SmsCodes {
-    pub redis: ConnectionManager,
+    pub redis: RedisClient,
     pub queue: SmsStorage,
     pub limits: SendLimits,
     pub template_id: String,

@@ -7,9 +7,6 @@ use crate::startup::Codes;
 /// `GET /readyz`: 200 when the verify-codes Redis and the queue Redis answer a PING, else 503
 /// naming what failed.
 pub async fn readyz(codes: web::Data<Codes>) -> HttpResponse {
-    let (redis, queue) = tokio::join!(
-        crate::store::ping(&codes.redis),
-        crate::store::ping(&codes.queue_connection),
-    );
+    let (redis, queue) = tokio::join!(codes.redis.ping(), codes.queue_connection.ping(),);
     shared::http::readiness(&[("redis", redis), ("queue", queue)])
 }

@@ -295,3 +295,39 @@ async fn a_flood_beyond_the_render_limit_gets_503_with_retry_after_and_stores_no
     let keys: Vec<String> = app.db().keys("img_*").expect("KEYS");
     assert_eq!(keys.len(), served);
 }
+
+/// Redis restarts (data kept) between two requests of one client, with no pause: the second
+/// request is served as if nothing happened (the worker's connection, closed by the restart,
+/// is replaced before the command goes out, instead of its error reaching the user).
+#[tokio::test]
+async fn a_redis_restart_between_two_requests_costs_the_user_nothing() {
+    let mut server = harness::RedisServer::start();
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        redis_url: Some(server.url(0)),
+        // One HTTP worker: both requests use the same, by then closed, connection.
+        env: vec![("HTTP_WORKERS", "1".to_owned())],
+        ..Default::default()
+    })
+    .await;
+    let client = redis::Client::open(server.url(0)).expect("URL");
+    for restart in [false, true] {
+        if restart {
+            server.restart_keeping_data();
+        }
+        let id = new_id();
+        let res = app.image_code(&id).await;
+        assert_eq!(res.status(), 200, "restarted before: {restart}");
+        assert_eq!(res.headers()["content-type"], "image/png");
+        let png = res.bytes().await.expect("body");
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "restarted before: {restart}"
+        );
+        let stored: Option<String> = client
+            .get_connection()
+            .expect("connect")
+            .get(format!("img_{id}"))
+            .expect("GET");
+        assert_eq!(stored.map(|t| t.len()), Some(4), "the text was stored");
+    }
+}

@@ -1044,3 +1044,46 @@ async fn the_job_is_stored_under_its_request_id_as_task_id() {
         .expect("HEXISTS");
     assert!(stored, "the data hash field is the request id");
 }
+
+/// Redis (verify codes and queue on one server) restarts, data kept, between two requests of
+/// one client, with no pause: both are a 200 `OK` with their job queued. The first commands
+/// after the restart (the captcha script, then the queue push) would otherwise meet the
+/// sockets the restart closed.
+#[tokio::test]
+async fn a_redis_restart_between_two_requests_costs_the_user_nothing() {
+    let mut server = harness::RedisServer::start();
+    let app = spawn_app_with(Options {
+        redis_url: Some(server.url(0)),
+        queue_url: Some(server.url(1)),
+        // One HTTP worker: both requests use the same, by then closed, connections.
+        env: vec![("HTTP_WORKERS", "1".to_owned())],
+    })
+    .await;
+    let ids = [new_id(), new_id()];
+    let mut conn = redis::Client::open(server.url(0))
+        .expect("URL")
+        .get_connection()
+        .expect("connect");
+    for id in &ids {
+        let _: () = conn
+            .set_ex(format!("img_{id}"), "ACDE", 300)
+            .expect("SETEX");
+    }
+    let mobiles = ["13812345678", "13912345678"];
+    let (status, body) = status_and_body(app.sms_code(mobiles[0], &ids[0], "ACDE").await).await;
+    assert_eq!((status, body.as_str()), (200, OK));
+    server.restart_keeping_data();
+    let (status, body) = status_and_body(app.sms_code(mobiles[1], &ids[1], "ACDE").await).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, OK),
+        "right after the restart"
+    );
+    let mut queued: Vec<String> = app
+        .queued_jobs()
+        .into_iter()
+        .map(|j| j.mobile.as_str().to_owned())
+        .collect();
+    queued.sort();
+    assert_eq!(queued, mobiles, "one job each, none lost, none doubled");
+}

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use shared::domain::ImageCodeId;
+use shared::redis_client::RedisClient;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{random_text, render_png};
@@ -60,7 +60,7 @@ impl RenderLimit {
 /// one) and its PNG. A render slot of `limit` is taken first, so a refused request stores
 /// nothing; drawing then runs on the blocking pool while the text is being stored.
 pub async fn issue(
-    redis: &ConnectionManager,
+    redis: &RedisClient,
     limit: &RenderLimit,
     id: &ImageCodeId,
 ) -> Result<Vec<u8>, IssueError> {

@@ -1,0 +1,389 @@
+//! The one Redis client every crate uses: verify codes, the SMS queue (apalis), the rate
+//! limiters and the worker's markers. One multiplexed connection per client (per HTTP worker
+//! in the services), no pool: a request's commands need no checkout round trip.
+//!
+//! ## Why not redis-rs' `ConnectionManager`
+//! In redis-rs 1.8 (`aio/connection_manager.rs`) the manager only reconnects after a command
+//! *failed*: a socket that Redis closed while idle (a restart) is found by the next command,
+//! whenever it comes, and that command's `BrokenPipe` goes to the caller
+//! (`set_number_of_retries` bounds the reconnect attempts, it never resends the command). Its
+//! proactive reconnect hangs on RESP3 disconnect pushes, and RESP3 changes what our Lua scripts
+//! return (`false` becomes a boolean, not nil).
+//!
+//! ## What this client does instead
+//! - **A dead connection is replaced before use.** The connection's driver task (the future
+//!   `MultiplexedConnection::new_with_config` returns) ends as soon as the socket reports EOF or
+//!   an error, also while idle; this client spawns it and flags the connection closed when it
+//!   ends. A command never goes out on a flagged connection: it gets a fresh one first. Commands
+//!   sent on a closed driver fail without writing anything, so nothing is lost by this.
+//! - **A command that finds the connection dead is resent once, only if it may run twice**
+//!   ([`Replay`]): reads, idempotent writes and scripts written to be re-run. Anything else
+//!   (`INCR`, `GETDEL`, `SET NX`, counting scripts) may have executed before the socket died, so
+//!   its error goes to the caller, who knows what to undo.
+//! - **Reconnects are serialised and bounded.** One connection attempt at a time per client;
+//!   after a failure the next attempt waits 50 ms, doubling up to half the connect timeout. A
+//!   command waits for a connection at most the connect timeout, then fails with one of the
+//!   errors of [`unreachable`]: a request answers 503 quickly while Redis is down, and
+//!   rides through a restart shorter than the timeout.
+//! - A response timeout is not a dead connection (Redis may just be slow): it is not resent, and
+//!   the connection is kept.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
+use tokio::time::Instant;
+
+/// The first pause after a failed connection attempt; it doubles with each further failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Whether a command may reach Redis twice. Chosen by the caller for each command or script,
+/// with a comment saying why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Running it twice leaves Redis as running it once and gives the same answer: reads,
+    /// `SET`/`SETEX`/`DEL` of fixed values, scripts written to be re-run. Resent once on a fresh
+    /// connection when the connection turns out dead under it.
+    Safe,
+    /// A second run would differ (`INCR`, `GETDEL`, `SET NX`, scripts that count): never resent
+    /// once it may have reached Redis; the caller gets the error.
+    Never,
+}
+
+/// Timeouts of a [`RedisClient`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// How long a command waits for a connection (attempts and backoff included).
+    pub connect: Duration,
+    /// How long a command waits for its answer.
+    pub response: Duration,
+}
+
+impl Timeouts {
+    /// The same bound for both, as `REDIS_TIMEOUT_MS` and `QUEUE_TIMEOUT_MS` configure it.
+    pub fn both(timeout: Duration) -> Self {
+        Self {
+            connect: timeout,
+            response: timeout,
+        }
+    }
+}
+
+/// A lazily connecting, self-repairing Redis connection (see the module docs). Clones share the
+/// connection; [`RedisClient::replay`] gives a clone with another [`Replay`] policy. Implements
+/// `redis::aio::ConnectionLike`, so `query_async`, `invoke_async` and apalis take it as is.
+#[derive(Clone)]
+pub struct RedisClient {
+    inner: Arc<Inner>,
+    replay: Replay,
+}
+
+struct Inner {
+    info: ConnectionInfo,
+    /// What this connection is for and where it goes (password hidden), for error texts.
+    name: String,
+    timeouts: Timeouts,
+    live: Mutex<Option<Live>>,
+    /// Held while connecting, so one attempt runs at a time; holds the backoff.
+    connecting: tokio::sync::Mutex<Backoff>,
+}
+
+#[derive(Clone)]
+struct Live {
+    conn: MultiplexedConnection,
+    /// Set when the driver task ended: the socket is gone.
+    closed: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    not_before: Option<Instant>,
+    last_error: String,
+}
+
+impl std::fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClient")
+            .field("name", &self.inner.name)
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClient {
+    /// A client of `url` for `purpose` (e.g. "verify codes", "queue": named in error texts).
+    /// Nothing connects until the first command. Commands are [`Replay::Never`] unless a
+    /// clone from [`RedisClient::replay`] says otherwise.
+    pub fn new(url: &str, purpose: &str, timeouts: Timeouts) -> anyhow::Result<Self> {
+        let info = url.into_connection_info().map_err(|e| {
+            anyhow::anyhow!("{purpose} Redis URL {} is not usable: {e}", redacted(url))
+        })?;
+        if !matches!(info.addr(), ConnectionAddr::Tcp(..)) {
+            anyhow::bail!(
+                "{purpose} Redis URL {}: only redis:// over TCP is supported",
+                redacted(url)
+            );
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                info,
+                name: format!("{purpose} Redis at {}", redacted(url)),
+                timeouts,
+                live: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(Backoff::default()),
+            }),
+            replay: Replay::Never,
+        })
+    }
+
+    /// A clone sharing the connection whose commands follow `replay`.
+    pub fn replay(&self, replay: Replay) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            replay,
+        }
+    }
+
+    /// `PING`, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), String> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.replay(Replay::Safe))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The current connection if it is still open.
+    fn current(&self) -> Option<Live> {
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        live.as_ref()
+            .filter(|l| !l.closed.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    /// An open connection: the current one, or a new one within the connect timeout.
+    async fn connection(&self) -> RedisResult<Live> {
+        if let Some(live) = self.current() {
+            return Ok(live);
+        }
+        let deadline = Instant::now() + self.inner.timeouts.connect;
+        loop {
+            let mut backoff = self.inner.connecting.lock().await;
+            // Another command may have connected while this one waited for the lock.
+            if let Some(live) = self.current() {
+                return Ok(live);
+            }
+            let now = Instant::now();
+            if let Some(at) = backoff.not_before.filter(|at| *at > now) {
+                if at >= deadline {
+                    return Err(unreachable(&self.inner.name, &backoff.last_error));
+                }
+                drop(backoff);
+                tokio::time::sleep_until(at).await;
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.open()).await {
+                Ok(Ok(live)) => {
+                    *backoff = Backoff::default();
+                    *self
+                        .inner
+                        .live
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(live.clone());
+                    return Ok(live);
+                }
+                Ok(Err(e)) => backoff.failed(now, e.to_string(), self.max_backoff()),
+                Err(_) => backoff.failed(
+                    now,
+                    format!(
+                        "no connection within {} ms",
+                        self.inner.timeouts.connect.as_millis()
+                    ),
+                    self.max_backoff(),
+                ),
+            }
+        }
+    }
+
+    /// Half the connect timeout: a command arriving at any moment still gets an attempt.
+    fn max_backoff(&self) -> Duration {
+        (self.inner.timeouts.connect / 2).max(FIRST_BACKOFF)
+    }
+
+    /// Connect, hand-shake (AUTH, SELECT) and spawn the driver, which flags the connection
+    /// closed when the socket goes away.
+    async fn open(&self) -> RedisResult<Live> {
+        let ConnectionAddr::Tcp(host, port) = self.inner.info.addr() else {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "only redis:// over TCP is supported",
+            )));
+        };
+        let socket = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+        let config =
+            AsyncConnectionConfig::new().set_response_timeout(Some(self.inner.timeouts.response));
+        let (conn, driver) = MultiplexedConnection::new_with_config(
+            self.inner.info.redis_settings(),
+            socket,
+            config,
+        )
+        .await?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&closed);
+        tokio::spawn(async move {
+            driver.await;
+            flag.store(true, Ordering::Release);
+        });
+        Ok(Live { conn, closed })
+    }
+
+    /// Send with `send` on an open connection; if that connection turns out dead, flag it and,
+    /// for a [`Replay::Safe`] command, send once more on a fresh one.
+    async fn run<T, F, Fut>(&self, send: F) -> RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let live = self.connection().await?;
+        let first = send(live.conn.clone()).await;
+        let Err(e) = &first else { return first };
+        if !e.is_unrecoverable_error() {
+            return first;
+        }
+        live.closed.store(true, Ordering::Release);
+        if self.replay == Replay::Never || !e.is_connection_dropped() {
+            return first;
+        }
+        tracing::debug!(redis = %self.inner.name, error = %e, "connection found dead; resending a replay-safe command on a new one");
+        let live = self.connection().await?;
+        let second = send(live.conn.clone()).await;
+        if second
+            .as_ref()
+            .is_err_and(RedisError::is_unrecoverable_error)
+        {
+            live.closed.store(true, Ordering::Release);
+        }
+        second
+    }
+}
+
+impl Backoff {
+    fn failed(&mut self, at: Instant, error: String, max: Duration) {
+        self.failures = self.failures.saturating_add(1);
+        let factor = 2u32.saturating_pow(self.failures.saturating_sub(1).min(16));
+        self.not_before = Some(at + FIRST_BACKOFF.saturating_mul(factor).min(max));
+        self.last_error = error;
+    }
+}
+
+/// The error of a command that found no connection within the connect timeout.
+fn unreachable(name: &str, cause: &str) -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "Redis unreachable",
+        format!("{name}: cannot connect ({cause})"),
+    ))
+}
+
+impl ConnectionLike for RedisClient {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.run(move |mut conn| async move { conn.send_packed_command(cmd).await }))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.run(move |mut conn| async move {
+            conn.send_packed_commands(pipeline, offset, count).await
+        }))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.info.redis_settings().db()
+    }
+}
+
+/// A URL with its password replaced, for log lines.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redacted("redis://:secret@host:6379/2"),
+            "redis://***@host:6379/2"
+        );
+        assert_eq!(redacted("mysql://u:p@h/db"), "mysql://***@h/db");
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/2"),
+            "redis://127.0.0.1:6379/2"
+        );
+    }
+
+    #[test]
+    fn a_client_builds_without_connecting_and_rejects_what_it_cannot_reach() {
+        RedisClient::new(
+            "redis://127.0.0.1:1/0",
+            "test",
+            Timeouts::both(Duration::from_millis(100)),
+        )
+        .expect("lazy");
+        let err = RedisClient::new(
+            "redis+unix:///tmp/r.sock",
+            "test",
+            Timeouts::both(Duration::from_millis(100)),
+        )
+        .expect_err("unix sockets are not supported");
+        assert!(err.to_string().contains("only redis:// over TCP"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_one_unreachable_error_within_the_connect_timeout() {
+        let client = RedisClient::new(
+            "redis://127.0.0.1:1/0",
+            "verify codes",
+            Timeouts::both(Duration::from_millis(200)),
+        )
+        .expect("lazy");
+        let err = client.ping().await.expect_err("nothing listens on port 1");
+        assert!(
+            err.starts_with("Redis unreachable - Io: verify codes Redis at redis://127.0.0.1:1/0: cannot connect ("),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_bound() {
+        let mut b = Backoff::default();
+        let t = Instant::now();
+        let max = Duration::from_millis(500);
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            b.failed(t, "x".into(), max);
+            waits.push((b.not_before.expect("set") - t).as_millis());
+        }
+        assert_eq!(waits, [50, 100, 200, 400, 500, 500]);
+    }
+}
