@@ -26,6 +26,10 @@ static MOBILE: LazyLock<Regex> =
 // `\w` is Unicode-aware here, as Python's `re` is in Django's URL pattern `\w{5,20}`.
 static USERNAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\w{5,20}$").expect("the username pattern is valid"));
+// Invisible format characters: Rust's `\w` takes U+200C/U+200D (Join_Control), Python's does
+// not, and they make look-alike names (`alice` and `ali\u{200d}ce`).
+static FORMAT_CHARACTER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\p{Cf}").expect("the format-character pattern is valid"));
 
 macro_rules! string_newtype_serde {
     ($t:ty) => {
@@ -93,9 +97,13 @@ string_newtype_serde!(Mobile);
 pub struct Username(String);
 
 impl Username {
+    /// NFKC first, as Django's `AbstractBaseUser.normalize_username` does before storing (so
+    /// `ｆｕｌｌｗｉｄｔｈ` and `fullwidth` are one name), then the pattern on the normal form;
+    /// a name with any invisible format character (`\p{Cf}`) is refused.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        if USERNAME.is_match(s) {
-            Ok(Self(s.to_owned()))
+        let normal = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(s);
+        if USERNAME.is_match(&normal) && !FORMAT_CHARACTER.is_match(&normal) {
+            Ok(Self(normal.into_owned()))
         } else {
             Err(ParseError::Username)
         }
@@ -224,12 +232,37 @@ mod tests {
             ("emoji", "alice😀"),
             ("NUL byte", "alice\0"),
             ("empty", ""),
+            (
+                "zero-width joiner (Rust's \\w takes it, Python's does not)",
+                "ali\u{200d}ce",
+            ),
+            ("zero-width non-joiner", "ali\u{200c}ce"),
+            ("soft hyphen", "ali\u{ad}ce"),
+            ("left-to-right mark", "alice\u{200e}"),
+            ("NFKC makes it 21 characters", "a234567890123456789\u{fb01}"),
         ];
         for (why, s) in bad {
             assert_eq!(
                 Username::parse(s),
                 Err(ParseError::Username),
                 "{why}: {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn usernames_are_nfkc_normalised() {
+        let cases = [
+            ("full-width letters", "ａｌｉｃｅ", "alice"),
+            ("ligature", "\u{fb01}nance", "finance"),
+            ("decomposed accent composes", "cafe\u{301}s", "cafés"),
+            ("already normal", "用户名五个字", "用户名五个字"),
+        ];
+        for (why, input, want) in cases {
+            assert_eq!(
+                Username::parse(input).map(|u| u.as_str().to_owned()),
+                Ok(want.to_owned()),
+                "{why}"
             );
         }
     }

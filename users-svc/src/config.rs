@@ -30,6 +30,9 @@ pub struct Config {
     /// `COUNT_LIMIT_PER_IP_PER_MINUTE`, default 120: availability checks per client IP, against
     /// bulk enumeration of usernames and mobiles.
     pub count_limit_per_minute: u64,
+    /// `REGISTER_WRONG_CODES_PER_IP_PER_HOUR`, default 20: wrong SMS codes per client IP per
+    /// hour, across mobiles; past it 429 without a comparison.
+    pub wrong_codes_per_ip_per_hour: u64,
     /// `TRUSTED_PROXIES`, default `127.0.0.1/32`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// `CORS_ALLOWED_ORIGINS`, default none (through the gateway the page and the API share one
@@ -111,6 +114,12 @@ impl Config {
                 max_wait: Duration::from_millis(env.int_in("HASH_MAX_WAIT_MS", 3000, 0, 600_000)),
             },
             jwt: JwtConfig::read(&mut env),
+            wrong_codes_per_ip_per_hour: env.int_in(
+                "REGISTER_WRONG_CODES_PER_IP_PER_HOUR",
+                20,
+                1,
+                1_000_000_000,
+            ),
             count_limit_per_minute: env.int_in(
                 "COUNT_LIMIT_PER_IP_PER_MINUTE",
                 120,
@@ -185,6 +194,7 @@ mod tests {
         assert_eq!(c.hashing.bcrypt_cost, 12);
         assert_eq!(c.jwt.expiration, Duration::from_secs(86_400));
         assert_eq!(c.count_limit_per_minute, 120);
+        assert_eq!(c.wrong_codes_per_ip_per_hour, 20);
         assert_eq!(c.trusted_proxies.len(), 1);
         assert_eq!(c.listen.port, 8002);
     }

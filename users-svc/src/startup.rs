@@ -102,6 +102,7 @@ impl Application {
                 tokens: tokens.clone(),
                 outcomes: outcomes.clone(),
                 limiter: limiter.clone(),
+                wrong_codes_per_ip_per_hour: config.wrong_codes_per_ip_per_hour,
                 in_flight: Arc::clone(&in_flight),
             };
             let availability = Availability {

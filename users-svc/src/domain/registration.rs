@@ -148,6 +148,8 @@ pub struct Registrar {
     pub outcomes: IntCounterVec,
     /// The per-IP enumeration limit of the count endpoints, spent before the "taken" lookup.
     pub limiter: EnumerationLimit,
+    /// `REGISTER_WRONG_CODES_PER_IP_PER_HOUR`.
+    pub wrong_codes_per_ip_per_hour: u64,
     /// Shared by all HTTP workers: one registration per username and mobile at a time.
     pub in_flight: Arc<InFlight>,
 }
@@ -205,7 +207,13 @@ impl Registrar {
         if valid.password != valid.password2 {
             return Err(RegisterError::PasswordsDiffer);
         }
-        let code = sms_verification::check(&self.redis, &valid.mobile, &valid.sms_code).await?;
+        let guess = sms_verification::Guess {
+            mobile: &valid.mobile,
+            code: &valid.sms_code,
+            client,
+            wrong_codes_per_ip_per_hour: self.wrong_codes_per_ip_per_hour,
+        };
+        let code = sms_verification::check(&self.redis, &guess).await?;
         let account = self.create(&valid).await?;
         code.consume(&self.redis).await;
         tracing::info!(user_id = account.id, mobile = %valid.mobile, "account registered");

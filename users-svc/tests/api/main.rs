@@ -1,5 +1,6 @@
 //! API tests of users-svc against a real MariaDB and Redis.
 
+mod abuse;
 mod health;
 mod helpers;
 mod lifecycle;
