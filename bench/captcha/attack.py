@@ -18,6 +18,8 @@ The attacks are what a solver service or a weekend script tries first, with no t
                       (k-means, k = 4), which survives colours that vary a little per glyph
   threshold+template  darkness threshold, 3x3 opening, connected components merged/split to 4
                       by position, then template matching
+  sliding-template    no segmentation: templates slide along the opened text mask, the best
+                      chain of four matches left to right wins (for touching glyphs)
   colour+tesseract    exact-colour segmentation, each glyph read by tesseract --psm 10
   tesseract-line      the whole image: grey or thresholded (several levels), median 3, upscale x3,
                       tesseract --psm 7 and --psm 8, alphabet whitelist; the best configuration
@@ -365,10 +367,55 @@ def tesseract_line(meta, rows, templates, work):
     return best[0], detail
 
 
+def sliding_template(meta, rows, templates, work):
+    """No segmentation at all (what touching glyphs call for): every template slides along the
+    dark, opened text mask; the best left-to-right chain of `length` matches, at least `min_gap`
+    px apart, is the answer. Uses the coarser template set (2 sizes, 5 rotations, no shear)."""
+    coarse = Templates(meta, scales=2, angles=5, shears=1)
+    k, min_gap, guesses = meta["length"], 9, []
+    half = CANVAS // 2
+    for img, _ in rows:
+        dark = np.pad(opening(text_band_mask(img, meta["text_band"])), half).astype(np.float32)
+        h, w = img.shape[:2]
+        xs, ys = list(range(0, w, 2)), list(range(h // 2 - 4, h // 2 + 5, 4))
+        windows = np.stack([dark[y : y + CANVAS, x : x + CANVAS].ravel() for x in xs for y in ys])
+        inter = windows @ coarse.matrix.T
+        union = windows.sum(axis=1)[:, None] + coarse.sizes[None, :] - inter
+        iou = inter / np.maximum(union, 1)
+        best_t = iou.argmax(axis=1)
+        best = iou.max(axis=1).reshape(len(xs), len(ys))
+        at_x = best.max(axis=1)
+        label_at = [coarse.labels[best_t[i * len(ys) + int(best[i].argmax())]] for i in range(len(xs))]
+        guesses.append(best_chain(xs, at_x, label_at, k, min_gap))
+    return guesses, None
+
+
+def best_chain(xs, score, labels, k, min_gap):
+    """The `k` positions, left to right and at least `min_gap` apart, with the largest total score."""
+    n = len(xs)
+    table = np.full((k + 1, n), -np.inf)
+    back = np.zeros((k + 1, n), dtype=int)
+    table[1] = score
+    for j in range(2, k + 1):
+        for i in range(n):
+            earlier = [p for p in range(i) if xs[i] - xs[p] >= min_gap]
+            if earlier:
+                p = max(earlier, key=lambda q: table[j - 1, q])
+                table[j, i], back[j, i] = table[j - 1, p] + score[i], p
+    i = int(np.argmax(table[k]))
+    if not np.isfinite(table[k, i]):
+        return ""
+    chain = [i]
+    for j in range(k, 1, -1):
+        chain.append(back[j, chain[-1]])
+    return "".join(labels[c] for c in reversed(chain))
+
+
 ATTACKS = {
     "colour+template": segment_and_match(seg_exact_colour),
     "kmeans+template": segment_and_match(seg_kmeans),
     "threshold+template": segment_and_match(seg_threshold),
+    "sliding-template": sliding_template,
     "colour+tesseract": colour_tesseract,
     "tesseract-line": tesseract_line,
 }
