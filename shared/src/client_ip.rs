@@ -3,11 +3,44 @@
 //! `X-Forwarded-For` is believed only when the TCP peer is a trusted proxy (`TRUSTED_PROXIES`,
 //! default the local nginx). The header is then read from the right, skipping further trusted
 //! hops, so a client cannot pick its own address by sending a forged header through nginx.
+//!
+//! Handlers take the address as the [`ClientIp`] extractor, which reads the service's
+//! [`TrustedProxies`] from the app data: one way for every handler, none reaching into another
+//! component's settings for the proxy list.
 
+use std::future::{Ready, ready};
 use std::net::IpAddr;
 
-use actix_web::HttpRequest;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use ipnet::IpNet;
+
+use crate::http::ApiError;
+
+/// `TRUSTED_PROXIES`, registered once as app data (`web::Data<TrustedProxies>`) by every
+/// service that reads client addresses.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+/// The client's address (`None` when actix knows no peer, as in some unit tests), resolved with
+/// the app's [`TrustedProxies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequest for ClientIp {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Missing app data is a wiring bug; failing loudly beats counting every client behind
+        // nginx as nginx's own address.
+        ready(match req.app_data::<web::Data<TrustedProxies>>() {
+            Some(trusted) => Ok(Self(of(req, &trusted.0))),
+            None => Err(ApiError::Unexpected(anyhow::anyhow!(
+                "TrustedProxies is not registered as app data"
+            ))),
+        })
+    }
+}
 
 /// The client address of `req`, given the trusted proxy networks.
 pub fn of(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
@@ -177,5 +210,36 @@ mod tests {
         for (why, input, want) in cases {
             assert_eq!(subnet_key(ip(input)), want, "{why}");
         }
+    }
+
+    #[actix_web::test]
+    async fn the_extractor_resolves_with_the_registered_proxies_and_refuses_without_them() {
+        use actix_web::test::TestRequest;
+        let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let forwarded = || {
+            TestRequest::default()
+                .peer_addr(peer)
+                .insert_header(("x-forwarded-for", "198.51.100.7"))
+        };
+        let trusted = TrustedProxies(vec!["127.0.0.1/32".parse().expect("net")]);
+        let req = forwarded()
+            .app_data(web::Data::new(trusted))
+            .to_http_request();
+        let got = ClientIp::extract(&req).await.expect("registered");
+        assert_eq!(got, ClientIp(Some(ip("198.51.100.7"))));
+        let untrusted = forwarded()
+            .app_data(web::Data::new(TrustedProxies::default()))
+            .to_http_request();
+        let got = ClientIp::extract(&untrusted).await.expect("registered");
+        assert_eq!(
+            got,
+            ClientIp(Some(ip("127.0.0.1"))),
+            "the peer, header ignored"
+        );
+        let unwired = forwarded().to_http_request();
+        assert!(matches!(
+            ClientIp::extract(&unwired).await,
+            Err(ApiError::Unexpected(_))
+        ));
     }
 }

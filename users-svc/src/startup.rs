@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
+use shared::client_ip::TrustedProxies;
 use shared::metrics::Metrics;
 use shared::redis_client::{RedisClient, Timeouts};
 
@@ -86,15 +87,13 @@ impl Application {
         let outcomes = users_metrics.registrations;
         let metrics = web::Data::new(metrics);
         let cors = web::Data::new(config.cors_allowed_origins.clone());
+        let trusted_proxies = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
         let workers = config.listen.workers;
         let server = HttpServer::new(move || {
             let clients =
                 WorkerClients::build(&config).expect("the same settings built at start-up");
-            let limiter = EnumerationLimit::new(
-                clients.redis.clone(),
-                config.count_limit_per_minute,
-                config.trusted_proxies.clone(),
-            );
+            let limiter =
+                EnumerationLimit::new(clients.redis.clone(), config.count_limit_per_minute);
             let registrar = Registrar {
                 db: clients.db.clone(),
                 redis: clients.redis.clone(),
@@ -110,6 +109,7 @@ impl Application {
                 limiter,
             };
             shared::http::app(metrics.clone(), cors.clone())
+                .app_data(trusted_proxies.clone())
                 .app_data(web::Data::new(clients.redis))
                 .app_data(web::Data::new(clients.db))
                 .app_data(web::Data::new(registrar))

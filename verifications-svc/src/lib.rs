@@ -8,4 +8,5 @@ pub mod domain;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod store;

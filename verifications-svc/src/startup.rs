@@ -5,16 +5,14 @@ use std::net::TcpListener;
 
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
-use ipnet::IpNet;
+use shared::client_ip::TrustedProxies;
 use shared::metrics::Metrics;
-use shared::redis_client::RedisClient;
 
 use crate::config::Config;
 use crate::domain::captcha::RenderLimit;
-use crate::domain::sms::SmsCodes;
 use crate::metrics::VerificationMetrics;
 use crate::routes;
-use crate::store;
+use crate::state::Codes;
 
 /// A bound, not yet running, verifications-svc.
 pub struct Application {
@@ -30,40 +28,6 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// The clients and settings the handlers share, one set per HTTP worker.
-#[derive(Debug, Clone)]
-pub struct Codes {
-    /// The verify-codes Redis.
-    pub redis: RedisClient,
-    /// The queue Redis (the same connection the job storage uses), for `/readyz`.
-    pub queue_connection: RedisClient,
-    pub sms: SmsCodes,
-    pub trusted_proxies: Vec<IpNet>,
-    /// One bound for the whole process, shared by every HTTP worker.
-    pub render_limit: RenderLimit,
-}
-
-impl Codes {
-    /// Lazy connections: nothing is contacted until the first request, so the service starts
-    /// (and answers 503) while Redis is down.
-    fn connect(config: &Config, render_limit: RenderLimit) -> anyhow::Result<Self> {
-        let redis = store::connect(&config.redis_url, config.redis_timeout)?;
-        let queue_connection = config.queue.connection()?;
-        Ok(Self {
-            sms: SmsCodes {
-                redis: redis.clone(),
-                queue: config.queue.producer_storage(&queue_connection),
-                limits: config.send_limits,
-                template_id: config.sms_template_id.clone(),
-            },
-            redis,
-            queue_connection,
-            trusted_proxies: config.trusted_proxies.clone(),
-            render_limit,
-        })
-    }
-}
-
 impl Application {
     /// Bind the listener and assemble the server with its shared clients.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -76,6 +40,7 @@ impl Application {
             config.send_limits.budget,
         ));
         let cors = web::Data::new(config.cors_allowed_origins.clone());
+        let trusted_proxies = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
         let metrics = web::Data::new(metrics);
         // Fail start-up on a URL the Redis client rejects; each worker then opens its own.
         let render_limit = RenderLimit::new(
@@ -90,6 +55,7 @@ impl Application {
                 .expect("the Redis URLs were checked at start-up");
             shared::http::app(metrics.clone(), cors.clone())
                 .app_data(verification_metrics.clone())
+                .app_data(trusted_proxies.clone())
                 .app_data(web::Data::new(codes))
                 .configure(routes::configure)
         })

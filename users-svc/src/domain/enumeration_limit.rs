@@ -15,7 +15,6 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use shared::http::ApiError;
 use shared::rate_limit::{Decision, Limit};
 use shared::redis_client::{RedisClient, Replay};
@@ -57,8 +56,6 @@ pub struct EnumerationLimit {
     pub redis: RedisClient,
     /// `COUNT_LIMIT_PER_IP_PER_MINUTE`, one window for the counts and registration together.
     pub limit: Limit,
-    /// Peers whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
-    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl EnumerationLimit {
@@ -68,7 +65,7 @@ impl EnumerationLimit {
     /// sharing it; kept so counters survive a rolling deploy.
     pub const SCOPE: &'static str = "count_ip";
 
-    pub fn new(redis: RedisClient, per_minute: u64, trusted_proxies: Vec<IpNet>) -> Self {
+    pub fn new(redis: RedisClient, per_minute: u64) -> Self {
         Self {
             redis,
             limit: Limit {
@@ -76,7 +73,6 @@ impl EnumerationLimit {
                 limit: per_minute,
                 window_secs: 60,
             },
-            trusted_proxies,
         }
     }
 

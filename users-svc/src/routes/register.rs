@@ -2,6 +2,7 @@
 //! rules, answer 201 with the new account.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use shared::client_ip::ClientIp;
 use shared::http::{ApiError, parse_object, read_body};
 
 use crate::domain::registration::Registrar;
@@ -10,6 +11,7 @@ use crate::domain::registration::Registrar;
 /// 429 when the client is over the per-IP enumeration limit (see the registration rules).
 pub async fn register(
     req: HttpRequest,
+    ClientIp(client): ClientIp,
     payload: web::Payload,
     registrar: web::Data<Registrar>,
 ) -> Result<HttpResponse, ApiError> {
@@ -17,7 +19,6 @@ pub async fn register(
     let fields = body
         .and_then(|b| parse_object(&req, &b))
         .inspect_err(|_| registrar.count("malformed"))?;
-    let client = shared::client_ip::of(&req, &registrar.limiter.trusted_proxies);
     let account = registrar.register(client, &fields).await?;
     Ok(HttpResponse::Created().json(account))
 }

@@ -1,7 +1,8 @@
 //! `GET /usernames/{username}/count/`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Serialize;
+use shared::client_ip::ClientIp;
 use shared::domain::Username;
 use shared::http::ApiError;
 
@@ -16,12 +17,11 @@ struct Body<'a> {
 /// 200 `{"username": u, "count": n}`; a name outside `^\w{5,20}$` is 404 like the original's
 /// URL pattern; 429 over the per-IP limit.
 pub async fn username_count(
-    req: HttpRequest,
+    ClientIp(client): ClientIp,
     path: web::Path<String>,
     availability: web::Data<Availability>,
 ) -> Result<HttpResponse, ApiError> {
     let name = Username::parse(&path).map_err(|_| ApiError::NotFound)?;
-    let client = shared::client_ip::of(&req, &availability.limiter.trusted_proxies);
     let count = availability.username_count(client, &name).await?;
     Ok(HttpResponse::Ok().json(Body {
         username: name.as_str(),

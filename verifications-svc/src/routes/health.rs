@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::startup::Codes;
+use crate::state::Codes;
 
 /// `GET /readyz`: 200 when the verify-codes Redis and the queue Redis answer a PING, else 503
 /// naming what failed.

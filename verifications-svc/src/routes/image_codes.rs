@@ -6,9 +6,9 @@ use shared::domain::ImageCodeId;
 use shared::drf::msg;
 use shared::http::ApiError;
 
-use crate::domain::captcha::{self, IssueError};
+use crate::domain::captcha;
 use crate::metrics::VerificationMetrics;
-use crate::startup::Codes;
+use crate::state::Codes;
 
 /// The id is taken as a raw path segment and parsed here, because a bad one is DRF's 400 field
 /// error, not the 404 that a failed path pattern gives elsewhere.
@@ -19,14 +19,7 @@ pub async fn image_code(
 ) -> Result<HttpResponse, ApiError> {
     let id = ImageCodeId::parse(req.match_info().query("image_code_id"))
         .map_err(|_| ApiError::field("image_code_id", msg::INVALID_UUID))?;
-    let png = captcha::issue(&codes.redis, &codes.render_limit, &id)
-        .await
-        .map_err(|e| match e {
-            IssueError::Unavailable(e) => ApiError::unavailable(e),
-            // All render slots busy: the same 503 + Retry-After as a dependency outage.
-            e @ IssueError::Busy(_) => ApiError::unavailable(e),
-            IssueError::Render(e) => ApiError::Unexpected(e),
-        })?;
+    let png = captcha::issue(&codes.redis, &codes.render_limit, &id).await?;
     metrics.codes_issued.with_label_values(&["image"]).inc();
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "image/png"))

@@ -2,15 +2,17 @@
 //! queue its sending. The mobile pattern is part of the route (a bad mobile is a 404).
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use shared::client_ip::ClientIp;
 use shared::domain::Mobile;
 use shared::http::ApiError;
 
 use crate::domain::sms;
 use crate::metrics::VerificationMetrics;
-use crate::startup::Codes;
+use crate::state::Codes;
 
 pub async fn sms_code(
     req: HttpRequest,
+    ClientIp(ip): ClientIp,
     codes: web::Data<Codes>,
     metrics: web::Data<VerificationMetrics>,
 ) -> Result<HttpResponse, ApiError> {
@@ -21,7 +23,6 @@ pub async fn sms_code(
             .with_label_values(&["invalid_input"])
             .inc();
     })?;
-    let ip = shared::client_ip::of(&req, &codes.trusted_proxies);
     let sent = codes
         .sms
         .send(&mobile, &request, ip)

@@ -22,6 +22,16 @@ pub enum IssueError {
     Busy(usize),
 }
 
+impl From<IssueError> for shared::http::ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            // All render slots busy: the same 503 + Retry-After as a dependency outage.
+            e @ (IssueError::Unavailable(_) | IssueError::Busy(_)) => Self::unavailable(e),
+            IssueError::Render(e) => Self::Unexpected(e),
+        }
+    }
+}
+
 /// The per-process bound on concurrent captcha renders (`CAPTCHA_MAX_CONCURRENT_RENDERS`).
 ///
 /// Each render takes a blocking-pool thread, and tokio lets that pool grow to 512 threads: an

@@ -1,0 +1,41 @@
+//! What the handlers share: the clients and settings of one HTTP worker ([`Codes`]). Routes and
+//! start-up both depend on this module, and neither on the other.
+
+use shared::redis_client::RedisClient;
+
+use crate::config::Config;
+use crate::domain::captcha::RenderLimit;
+use crate::domain::sms::SmsCodes;
+use crate::store;
+
+/// The clients and settings the handlers share, one set per HTTP worker.
+#[derive(Debug, Clone)]
+pub struct Codes {
+    /// The verify-codes Redis.
+    pub redis: RedisClient,
+    /// The queue Redis (the same connection the job storage uses), for `/readyz`.
+    pub queue_connection: RedisClient,
+    pub sms: SmsCodes,
+    /// One bound for the whole process, shared by every HTTP worker.
+    pub render_limit: RenderLimit,
+}
+
+impl Codes {
+    /// Lazy connections: nothing is contacted until the first request, so the service starts
+    /// (and answers 503) while Redis is down.
+    pub fn connect(config: &Config, render_limit: RenderLimit) -> anyhow::Result<Self> {
+        let redis = store::connect(&config.redis_url, config.redis_timeout)?;
+        let queue_connection = config.queue.connection()?;
+        Ok(Self {
+            sms: SmsCodes {
+                redis: redis.clone(),
+                queue: config.queue.producer_storage(&queue_connection),
+                limits: config.send_limits,
+                template_id: config.sms_template_id.clone(),
+            },
+            redis,
+            queue_connection,
+            render_limit,
+        })
+    }
+}
