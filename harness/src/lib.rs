@@ -4,7 +4,8 @@
 //!   its own database number on the binary's shared server; [`RedisServer::start`] gives a test
 //!   a server of its own that it may stop and restart (fault tests).
 //! - [`mariadb`]: a real `mariadbd` (data dir made by `mariadb-install-db`); [`test_database`]
-//!   gives each test its own database on the binary's shared server.
+//!   gives each test its own database on the binary's shared server; [`MariaDbServer::start`]
+//!   gives a test a server of its own that it may stop and restart (fault tests).
 //!
 //! ## Lifetime: one server of each kind per test binary, gone when the run ends
 //!
@@ -28,7 +29,7 @@ pub mod process;
 pub mod redis;
 pub mod service;
 
-pub use mariadb::{TestDatabase, test_database};
+pub use mariadb::{MariaDbServer, TestDatabase, test_database};
 pub use redis::{RedisServer, TestRedis, test_redis};
 
 /// An HTTP client for tests. reqwest is built without a bundled TLS crypto provider (the

@@ -216,3 +216,66 @@ pub fn try_client(port: u16, database: Option<&str>, sql: &str) -> Result<Output
 fn client(port: u16, database: Option<&str>, sql: &str) -> Output {
     try_client(port, database, sql).unwrap_or_else(|e| panic!("SQL failed: {sql}\n{e}"))
 }
+
+/// A MariaDB server of the test's own, with an empty `users` database, which it may stop and
+/// start again on the same port (fault tests), as [`crate::RedisServer`] is for Redis. Killed
+/// when dropped.
+#[derive(Debug)]
+pub struct MariaDbServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl MariaDbServer {
+    /// Start a server with an empty `users` database.
+    pub fn start() -> Self {
+        let dir = process::scratch_dir();
+        let port = process::free_port();
+        let child = start(dir.path(), port);
+        try_client(port, None, "CREATE DATABASE users CHARACTER SET utf8mb4")
+            .expect("create the database");
+        Self {
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/users", self.port)
+    }
+
+    /// Kill the server (SIGKILL: the connections die as in a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, false);
+        }
+    }
+
+    /// Start it again on the same port with the same data, after a crash (SIGKILL) or a
+    /// graceful shutdown (SIGTERM); returns once it answers queries.
+    pub fn restart_after(&mut self, graceful: bool) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, graceful);
+        }
+        self.child = Some(start(self.dir.path(), self.port));
+    }
+
+    /// Start it again on the same port with the same data, after a crash.
+    pub fn restart(&mut self) {
+        self.restart_after(false);
+    }
+
+    /// Run SQL in the `users` database.
+    pub fn query(&self, sql: &str) -> String {
+        let out = try_client(self.port, Some("users"), sql).expect("SQL runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for MariaDbServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -100,47 +100,56 @@ pub async fn observe(
             .with_label_values(&[route.as_str()])
             .observe(elapsed.as_secs_f64());
     }
-    span.in_scope(|| {
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), ms, "request failed");
-        } else if route != "/healthz" && route != "/metrics" && route != "/readyz" {
-            tracing::info!(status = status.as_u16(), ms, "request");
-        }
-    });
+    span.in_scope(|| log_answer(&route, status, elapsed));
+    let mut res = drf_json_if_not(res, &method);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    Ok(res)
+}
 
+/// One line per answer: server errors at warn level, probes not at all.
+fn log_answer(route: &str, status: actix_web::http::StatusCode, elapsed: std::time::Duration) {
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), ms, "request failed");
+    } else if route != "/healthz" && route != "/metrics" && route != "/readyz" {
+        tracing::info!(status = status.as_u16(), ms, "request");
+    }
+}
+
+/// The safety net: an error produced outside our handlers (actix itself) that is not JSON keeps
+/// its status (and `Retry-After`) and gets DRF's body for it; anything else passes unchanged.
+fn drf_json_if_not<B>(
+    res: ServiceResponse<B>,
+    method: &actix_web::http::Method,
+) -> ServiceResponse<EitherBody<B>> {
+    let status = res.status();
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let mut res = if (status.is_client_error() || status.is_server_error()) && !is_json {
-        // Safety net: an error produced outside our handlers (actix itself). Keep the status,
-        // and answer DRF's body for it.
-        let detail = match status.as_u16() {
-            404 => msg::NOT_FOUND.to_owned(),
-            405 => msg::method_not_allowed(method.as_str()),
-            413 => msg::TOO_LARGE.to_owned(),
-            s if s >= 500 => msg::INTERNAL.to_owned(),
-            _ => status
-                .canonical_reason()
-                .unwrap_or("Bad Request")
-                .to_owned(),
-        };
-        let retry_after = res.headers().get(header::RETRY_AFTER).cloned();
-        let (req, _) = res.into_parts();
-        let mut new = HttpResponse::build(status);
-        if let Some(v) = retry_after {
-            new.insert_header((header::RETRY_AFTER, v));
-        }
-        ServiceResponse::new(req, new.json(Detail { detail: &detail })).map_into_right_body()
-    } else {
-        res.map_into_left_body()
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(REQUEST_ID, v);
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res.map_into_left_body();
     }
-    Ok(res)
+    let detail = match status.as_u16() {
+        404 => msg::NOT_FOUND.to_owned(),
+        405 => msg::method_not_allowed(method.as_str()),
+        413 => msg::TOO_LARGE.to_owned(),
+        s if s >= 500 => msg::INTERNAL.to_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("Bad Request")
+            .to_owned(),
+    };
+    let retry_after = res.headers().get(header::RETRY_AFTER).cloned();
+    let (req, _) = res.into_parts();
+    let mut new = HttpResponse::build(status);
+    if let Some(v) = retry_after {
+        new.insert_header((header::RETRY_AFTER, v));
+    }
+    ServiceResponse::new(req, new.json(Detail { detail: &detail })).map_into_right_body()
 }
 
 #[cfg(test)]

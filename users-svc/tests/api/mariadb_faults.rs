@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{
-    PrivateMariaDb, TestApp, registration, spawn_app_with_database_and, status_and_json,
-};
+use crate::helpers::{TestApp, registration, spawn_app_with_database_and, status_and_json};
 
 const CODE: &str = "123456";
 
@@ -23,7 +21,12 @@ async fn assert_ok(app: &TestApp, path: &str, want: Value) {
 
 /// A registration answers 201 with exactly the row's id, the names and a token, and the row
 /// exists once.
-async fn assert_registers(app: &TestApp, db: &PrivateMariaDb, username: &str, mobile: &str) {
+async fn assert_registers(
+    app: &TestApp,
+    db: &harness::MariaDbServer,
+    username: &str,
+    mobile: &str,
+) {
     app.store_sms_code(mobile, CODE);
     let (status, body) =
         status_and_json(app.register(&registration(username, mobile, CODE)).await).await;
@@ -64,7 +67,7 @@ async fn assert_both_workers_answer(app: &TestApp, mobile: &str, count: i64) {
 /// restart sees an error, whether MariaDB crashed or shut down.
 #[tokio::test]
 async fn a_mariadb_restart_between_two_requests_of_one_client_costs_it_nothing() {
-    let mut db = PrivateMariaDb::start();
+    let mut db = harness::MariaDbServer::start();
     for (round, idle_check) in [(1, "1"), (2, "3600000")] {
         let app = spawn_app_with_database_and(db.url(), &[("DB_IDLE_CHECK_MS", idle_check)]).await;
         for (step, graceful) in [(1, false), (2, true)] {
@@ -101,7 +104,7 @@ async fn a_mariadb_restart_between_two_requests_of_one_client_costs_it_nothing()
 /// account, not "taken".
 #[tokio::test]
 async fn a_registration_whose_commit_answer_was_lost_is_201_with_its_one_row() {
-    let db = PrivateMariaDb::start();
+    let db = harness::MariaDbServer::start();
     let proxy = CuttingProxy::start(db.port).await;
     // Through the proxy over TCP: by default mysql_async moves a loopback connection to the
     // server's Unix socket, which would bypass it.

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::helpers::{
-    JWT_SECRET, PrivateMariaDb, TestApp, registration, spawn_app, spawn_app_with,
-    spawn_app_with_database, status_and_json,
+    JWT_SECRET, TestApp, registration, spawn_app, spawn_app_with, spawn_app_with_database,
+    status_and_json,
 };
 
 const MOBILE: &str = "13800138000";
@@ -858,7 +858,7 @@ async fn the_password_never_reaches_mariadb_in_plain_text_not_even_in_the_first_
 
 #[tokio::test]
 async fn mariadb_down_answers_503_and_the_service_recovers_by_itself() {
-    let mut db = PrivateMariaDb::start();
+    let mut db = harness::MariaDbServer::start();
     let app = spawn_app_with_database(db.url()).await;
     app.store_sms_code(MOBILE, CODE);
     // Warm both workers' pools (concurrent requests spread over the HTTP workers), so that dead

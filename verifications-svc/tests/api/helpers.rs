@@ -100,8 +100,9 @@ impl TestApp {
         self.get(&format!("/sms_codes/{mobile}/?{query}")).await
     }
 
-    /// A synchronous connection to the verify-codes database, for arranging and asserting.
-    pub fn db(&self) -> redis::Connection {
+    /// A synchronous connection to the verify-codes database, for arranging and asserting
+    /// (`redis_conn` in every crate's `TestApp`; `db` is MariaDB's name, in users-svc).
+    pub fn redis_conn(&self) -> redis::Connection {
         self.redis
             .client()
             .get_connection()
@@ -111,17 +112,17 @@ impl TestApp {
     /// Store a captcha text directly, as `GET /image_codes/` would.
     pub fn seed_image_code(&self, id: &str, text: &str) {
         let _: () = self
-            .db()
+            .redis_conn()
             .set_ex(format!("img_{id}"), text, 300)
             .expect("SETEX");
     }
 
     pub fn value(&self, key: &str) -> Option<String> {
-        self.db().get(key).expect("GET")
+        self.redis_conn().get(key).expect("GET")
     }
 
     pub fn ttl(&self, key: &str) -> i64 {
-        self.db().ttl(key).expect("TTL")
+        self.redis_conn().ttl(key).expect("TTL")
     }
 
     /// Every job in the queue's storage, read back from the queue's Redis where apalis keeps

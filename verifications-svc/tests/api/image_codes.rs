@@ -26,7 +26,7 @@ async fn a_captcha_is_a_png_whose_text_is_stored_for_300_seconds() {
     assert!(text.bytes().all(|b| ALPHABET.contains(&b)), "{text}");
     let ttl = app.ttl(&key);
     assert!((295..=300).contains(&ttl), "TTL {ttl}");
-    let keys: Vec<String> = app.db().keys("*").expect("KEYS");
+    let keys: Vec<String> = app.redis_conn().keys("*").expect("KEYS");
     assert_eq!(keys, vec![key], "nothing else is written");
     assert_eq!(
         app.metric(r#"codes_issued_total{kind="image",service="verifications-svc"}"#)
@@ -40,7 +40,7 @@ async fn a_repeated_id_replaces_the_old_text_and_restarts_its_ttl() {
     let app = spawn_app().await;
     let id = new_id();
     let _: () = app
-        .db()
+        .redis_conn()
         .set_ex(format!("img_{id}"), "old!", 10)
         .expect("SETEX");
     assert_eq!(app.image_code(&id).await.status(), 200);
@@ -59,7 +59,7 @@ async fn ids_in_any_uuid_spelling_are_stored_under_the_canonical_key() {
         format!("%7B{id}%7D"),
         format!("urn:uuid:{id}"),
     ] {
-        let _: () = app.db().del(format!("img_{id}")).expect("DEL");
+        let _: () = app.redis_conn().del(format!("img_{id}")).expect("DEL");
         let res = app.image_code(&spelling).await;
         assert_eq!(res.status(), 200, "{spelling}");
         assert!(app.value(&format!("img_{id}")).is_some(), "{spelling}");
@@ -90,7 +90,7 @@ async fn bad_ids_are_a_400_field_error_and_store_nothing() {
         assert_eq!((status, body.as_str()), (400, INVALID_ID), "{why}");
     }
     assert_eq!(
-        app.db().keys::<_, Vec<String>>("*").expect("KEYS"),
+        app.redis_conn().keys::<_, Vec<String>>("*").expect("KEYS"),
         Vec::<String>::new()
     );
 }
@@ -188,7 +188,7 @@ async fn other_paths_and_methods_answer_drf_json_never_5xx() {
         assert_eq!((s, b.as_str()), (status, body.as_str()), "{why}");
     }
     assert_eq!(
-        app.db().keys::<_, Vec<String>>("*").expect("KEYS"),
+        app.redis_conn().keys::<_, Vec<String>>("*").expect("KEYS"),
         Vec::<String>::new()
     );
 
@@ -292,7 +292,7 @@ async fn a_flood_beyond_the_render_limit_gets_503_with_retry_after_and_stores_no
         refused > 0,
         "with one slot and a 1 ms wait, a flood is refused in part"
     );
-    let keys: Vec<String> = app.db().keys("img_*").expect("KEYS");
+    let keys: Vec<String> = app.redis_conn().keys("img_*").expect("KEYS");
     assert_eq!(keys.len(), served);
 }
 

@@ -44,7 +44,7 @@ async fn a_right_captcha_issues_a_code_stores_it_and_queues_exactly_one_job() {
     let id = new_id();
     app.seed_image_code(&id, "ACDE");
     let _: () = app
-        .db()
+        .redis_conn()
         .set_ex(format!("sms_attempts_{MOBILE}"), 3, 300)
         .expect("SETEX");
     let before = Utc::now();
@@ -227,7 +227,10 @@ async fn an_unknown_or_used_captcha_is_invalid() {
     let id = new_id();
     app.seed_image_code(&id, "ACDE");
     assert_eq!(app.sms_code(MOBILE, &id, "ACDE").await.status(), 200);
-    let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
+    let _: () = app
+        .redis_conn()
+        .del(format!("send_flag_{MOBILE}"))
+        .expect("DEL");
     let (status, body) = status_and_body(app.sms_code(MOBILE, &id, "ACDE").await).await;
     assert_eq!(
         (status, body.as_str()),
@@ -266,7 +269,7 @@ async fn a_wrong_text_is_an_error_and_still_uses_the_captcha_up() {
 async fn the_checks_run_in_the_originals_order() {
     let app = spawn_app().await;
     let _: () = app
-        .db()
+        .redis_conn()
         .set_ex(format!("send_flag_{MOBILE}"), "1", 60)
         .expect("SETEX");
     // 1. captcha missing beats the resend guard.
@@ -370,7 +373,10 @@ async fn the_per_mobile_daily_limit_answers_429_with_retry_after() {
     for _ in 0..2 {
         assert_eq!(send(&app, MOBILE).await.status(), 200);
         // As if 60 s had passed.
-        let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
+        let _: () = app
+            .redis_conn()
+            .del(format!("send_flag_{MOBILE}"))
+            .expect("DEL");
     }
     let code = app.value(&format!("sms_{MOBILE}"));
     let res = send(&app, MOBILE).await;
@@ -434,7 +440,7 @@ async fn the_per_ip_hourly_limit_answers_429_with_retry_after() {
     assert_eq!(app.value("sms_13800000003"), None);
     assert_eq!(app.queued_jobs().len(), 2);
     // A mobile that already has a send: the IP refusal must not use up its daily quota.
-    let _: () = app.db().del("send_flag_13800000001").expect("DEL");
+    let _: () = app.redis_conn().del("send_flag_13800000001").expect("DEL");
     let code = app.value("sms_13800000001");
     let (status, body) = status_and_body(send(&app, "13800000001").await).await;
     assert_eq!((status, body.as_str()), (429, THROTTLED));
@@ -792,11 +798,11 @@ async fn a_queue_failure_is_a_503_that_gives_the_flag_code_and_limit_hits_back()
     .await;
     // A code sent earlier (its 60 s flag has passed) is still valid, with two wrong guesses.
     let _: () = app
-        .db()
+        .redis_conn()
         .set_ex(format!("sms_{MOBILE}"), "123456", 200)
         .expect("SETEX");
     let _: () = app
-        .db()
+        .redis_conn()
         .set_ex(format!("sms_attempts_{MOBILE}"), 2, 200)
         .expect("SETEX");
     queue.stop();
@@ -879,10 +885,13 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
     };
     let seed = |value: &str, ttl: u64| {
         let _: () = app
-            .db()
+            .redis_conn()
             .set_ex(format!("sms_{MOBILE}"), value, ttl)
             .expect("SETEX");
-        let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
+        let _: () = app
+            .redis_conn()
+            .del(format!("send_flag_{MOBILE}"))
+            .expect("DEL");
     };
     let previous_of = |outcome: ClaimOutcome| match outcome {
         ClaimOutcome::Claimed { previous, .. } => previous,
@@ -909,7 +918,7 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
 
     // Another send replaced this request's code meanwhile: the release leaves it alone.
     let _: () = app
-        .db()
+        .redis_conn()
         .set_ex(format!("sms_{MOBILE}"), "222222", 300)
         .expect("SETEX");
     store::release_send(&conn, &first, false, Some(&previous), Duration::ZERO)
@@ -941,7 +950,10 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
     assert_eq!(app.value(&format!("sms_{MOBILE}")), None);
 
     // No previous code: the new one is deleted, as before.
-    let _: () = app.db().del(format!("send_flag_{MOBILE}")).expect("DEL");
+    let _: () = app
+        .redis_conn()
+        .del(format!("send_flag_{MOBILE}"))
+        .expect("DEL");
     let third = claim(uuid::Uuid::new_v4());
     let previous = previous_of(
         store::claim_send(&conn, &third, limits)
