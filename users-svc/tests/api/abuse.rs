@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, registration, spawn_app, spawn_app_with, status_and_json};
+use crate::helpers::{Options, TestApp, registration, spawn_app, spawn_app_with, status_and_json};
 
 const MOBILE: &str = "13800138000";
 const CODE: &str = "123456";
@@ -129,7 +129,11 @@ async fn a_code_without_an_owner_keeps_the_old_rule_for_everyone() {
 
 #[tokio::test]
 async fn wrong_codes_per_client_across_mobiles_answer_429_past_the_limit() {
-    let app = spawn_app_with(&[("REGISTER_WRONG_CODES_PER_IP_PER_HOUR", "3")]).await;
+    let app = spawn_app_with(Options::env(&[(
+        "REGISTER_WRONG_CODES_PER_IP_PER_HOUR",
+        "3",
+    )]))
+    .await;
     for n in 0..3 {
         let mobile = format!("1390000000{n}");
         app.store_sms_code(&mobile, CODE);

@@ -33,75 +33,58 @@ fn base_vars() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// What a test may change about the service it spawns: the same shape as verifications-svc's.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The verify-codes Redis URL (default: this test's database on the shared server).
+    pub redis_url: Option<String>,
+    /// A database the test prepared before the migrations run, e.g. a `tb_users` that Django
+    /// made (default: a fresh one on the shared server).
+    pub database: Option<harness::TestDatabase>,
+    /// A database URL of the test's choosing (a private MariaDB it may stop); `TestApp::db`
+    /// then still names a database on the shared server, unused by the service.
+    pub database_url: Option<String>,
+    /// More environment variables, e.g. low limits.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Options {
+    /// Only extra or overriding environment variables.
+    pub fn env(vars: &[(&'static str, &str)]) -> Self {
+        Self {
+            env: vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            ..Self::default()
+        }
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
-}
-
-/// The service with extra or overriding environment variables.
-pub async fn spawn_app_with(vars: &[(&'static str, &str)]) -> TestApp {
-    let redis = harness::test_redis();
-    let url = redis.url();
-    spawn(redis, url, harness::test_database(), None, vars).await
-}
-
-/// The service on a database the test prepared before the migrations run (a `tb_users` that
-/// Django made).
-pub async fn spawn_app_on(db: harness::TestDatabase) -> TestApp {
-    let redis = harness::test_redis();
-    let url = redis.url();
-    spawn(redis, url, db, None, &[]).await
+    spawn_app_with(Options::default()).await
 }
 
 /// The service against a Redis URL of the test's choosing (a private server it may stop).
 pub async fn spawn_app_with_redis(url: String) -> TestApp {
-    spawn(
-        harness::test_redis(),
-        url,
-        harness::test_database(),
-        None,
-        &[],
-    )
+    spawn_app_with(Options {
+        redis_url: Some(url),
+        ..Options::default()
+    })
     .await
 }
 
-/// The service against a database URL of the test's choosing (a private MariaDB it may stop);
-/// `db` still names a database on the shared server, unused by the service.
-pub async fn spawn_app_with_database(database_url: String) -> TestApp {
-    spawn_app_with_database_and(database_url, &[]).await
-}
-
-/// [`spawn_app_with_database`] with extra or overriding environment variables.
-pub async fn spawn_app_with_database_and(
-    database_url: String,
-    vars: &[(&'static str, &str)],
-) -> TestApp {
+pub async fn spawn_app_with(options: Options) -> TestApp {
     let redis = harness::test_redis();
-    let url = redis.url();
-    spawn(
-        redis,
-        url,
-        harness::test_database(),
-        Some(database_url),
-        vars,
-    )
-    .await
-}
-
-async fn spawn(
-    redis: harness::TestRedis,
-    redis_url: String,
-    db: harness::TestDatabase,
-    database_url: Option<String>,
-    vars: &[(&'static str, &str)],
-) -> TestApp {
-    let database_url = database_url.unwrap_or_else(|| db.url());
+    let db = options.database.unwrap_or_else(harness::test_database);
+    let database_url = options.database_url.unwrap_or_else(|| db.url());
     users_svc::db::migrate(&database_url)
         .await
         .expect("migrations apply to a fresh database or adopt Django's table");
     let mut env = base_vars();
-    env.push(("REDIS_URL", redis_url));
+    env.push((
+        "REDIS_URL",
+        options.redis_url.unwrap_or_else(|| redis.url()),
+    ));
     env.push(("DATABASE_URL", database_url));
-    env.extend(vars.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env.extend(options.env);
     let config =
         Config::from(shared::config::Env::from_vars(env)).expect("test configuration is valid");
     let app = Application::build(config).await.expect("the app builds");

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{TestApp, registration, spawn_app_with_database_and, status_and_json};
+use crate::helpers::{Options, TestApp, registration, spawn_app_with, status_and_json};
 
 const CODE: &str = "123456";
 
@@ -69,7 +69,11 @@ async fn assert_both_workers_answer(app: &TestApp, mobile: &str, count: i64) {
 async fn a_mariadb_restart_between_two_requests_of_one_client_costs_it_nothing() {
     let mut db = harness::MariaDbServer::start();
     for (round, idle_check) in [(1, "1"), (2, "3600000")] {
-        let app = spawn_app_with_database_and(db.url(), &[("DB_IDLE_CHECK_MS", idle_check)]).await;
+        let app = spawn_app_with(Options {
+            database_url: Some(db.url()),
+            ..Options::env(&[("DB_IDLE_CHECK_MS", idle_check)])
+        })
+        .await;
         for (step, graceful) in [(1, false), (2, true)] {
             let mobile = format!("1380000{round}{step}00");
             assert_both_workers_answer(&app, &mobile, 0).await;
@@ -112,7 +116,11 @@ async fn a_registration_whose_commit_answer_was_lost_is_201_with_its_one_row() {
         "mysql://root@127.0.0.1:{}/users?prefer_socket=false",
         proxy.port
     );
-    let app = spawn_app_with_database_and(url, &[]).await;
+    let app = spawn_app_with(Options {
+        database_url: Some(url),
+        ..Options::default()
+    })
+    .await;
     proxy.arm();
     assert_registers(&app, &db, "lostreply1", "13800138000").await;
     assert_eq!(proxy.cuts(), 1, "the answer of one INSERT was swallowed");

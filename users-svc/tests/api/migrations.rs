@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{registration, spawn_app, spawn_app_on, status_and_json};
+use crate::helpers::{Options, registration, spawn_app, spawn_app_with, status_and_json};
 
 fn columns(app: &crate::helpers::TestApp) -> Vec<Vec<String>> {
     app.db.query(
@@ -166,7 +166,11 @@ async fn an_existing_django_tb_users_is_adopted_with_its_accounts_and_indexes() 
     let hash = insert_django_user(&db, "django-pass-1");
     let before_definition = definition(&db);
     let before_row = db.query(DJANGO_ROW);
-    let app = spawn_app_on(db).await;
+    let app = spawn_app_with(Options {
+        database: Some(db),
+        ..Options::default()
+    })
+    .await;
 
     // Adopted as it is: same definition (no index, column or comment added), same row.
     assert_eq!(definition(&app.db), before_definition);
@@ -291,7 +295,11 @@ async fn an_adopted_table_without_a_unique_mobile_gets_ours_and_revert_removes_o
     db.query("CREATE INDEX `tb_users_mobile_8f3d8d27` ON `tb_users` (`mobile`)");
     insert_django_user(&db, "django-pass-1");
     let before_row = db.query(DJANGO_ROW);
-    let app = spawn_app_on(db).await;
+    let app = spawn_app_with(Options {
+        database: Some(db),
+        ..Options::default()
+    })
+    .await;
     assert_eq!(
         indexes(&app.db),
         rows(&[
@@ -371,7 +379,11 @@ async fn on_a_utf8mb3_django_table_4_byte_names_count_0_and_are_a_400_without_dr
         Some("utf8mb3"),
         "the table is Django's utf8"
     );
-    let app = spawn_app_on(db).await;
+    let app = spawn_app_with(Options {
+        database: Some(db),
+        ..Options::default()
+    })
+    .await;
     app.store_sms_code("13900139000", "123456");
 
     // Warm both HTTP workers' pools (concurrent requests spread over the workers).

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::helpers::{
-    JWT_SECRET, TestApp, registration, spawn_app, spawn_app_with, spawn_app_with_database,
-    status_and_json,
+    JWT_SECRET, Options, TestApp, registration, spawn_app, spawn_app_with, status_and_json,
 };
 
 const MOBILE: &str = "13800138000";
@@ -528,7 +527,7 @@ async fn a_code_that_differs_in_length_or_in_any_one_byte_is_wrong() {
 /// hashing, so none is refused for want of a hashing slot (it used to be 2 × 503 a round).
 #[tokio::test]
 async fn twenty_concurrent_registrations_of_one_username_create_exactly_one_account() {
-    let app = spawn_app_with(&[("BCRYPT_COST", "12")]).await;
+    let app = spawn_app_with(Options::env(&[("BCRYPT_COST", "12")])).await;
     let bodies: Vec<Value> = (0..20)
         .map(|i| {
             let mobile = format!("1390000{i:04}");
@@ -570,7 +569,11 @@ async fn twenty_concurrent_registrations_of_one_username_create_exactly_one_acco
 /// 8 × cores refused 22 of them), and every one is created.
 #[tokio::test]
 async fn forty_concurrent_distinct_registrations_at_cost_12_are_all_created() {
-    let app = spawn_app_with(&[("BCRYPT_COST", "12"), ("HASH_MAX_WAIT_MS", "120000")]).await;
+    let app = spawn_app_with(Options::env(&[
+        ("BCRYPT_COST", "12"),
+        ("HASH_MAX_WAIT_MS", "120000"),
+    ]))
+    .await;
     let bodies: Vec<Value> = (0..40)
         .map(|i| {
             let mobile = format!("1370000{i:04}");
@@ -653,7 +656,7 @@ async fn wait_for_metric(app: &TestApp, line: &str) {
 async fn losing_the_race_at_the_insert_is_the_same_400_not_a_5xx() {
     // Cost 14 makes the hash take long enough (~1 s) to slip a row in between the
     // availability pre-check and the INSERT.
-    let app = spawn_app_with(&[("BCRYPT_COST", "14")]).await;
+    let app = spawn_app_with(Options::env(&[("BCRYPT_COST", "14")])).await;
     app.store_sms_code(MOBILE, CODE);
     let body = registration("racer123", MOBILE, CODE);
     let request = app.register(&body);
@@ -689,11 +692,11 @@ async fn losing_the_race_at_the_insert_is_the_same_400_not_a_5xx() {
 
 #[tokio::test]
 async fn a_full_hashing_queue_answers_503_at_once() {
-    let app = spawn_app_with(&[
+    let app = spawn_app_with(Options::env(&[
         ("BCRYPT_COST", "14"),
         ("HASH_CONCURRENCY", "1"),
         ("HASH_MAX_WAIT_MS", "0"),
-    ])
+    ]))
     .await;
     app.store_sms_code(MOBILE, CODE);
     app.store_sms_code("13900139000", CODE);
@@ -859,7 +862,11 @@ async fn the_password_never_reaches_mariadb_in_plain_text_not_even_in_the_first_
 #[tokio::test]
 async fn mariadb_down_answers_503_and_the_service_recovers_by_itself() {
     let mut db = harness::MariaDbServer::start();
-    let app = spawn_app_with_database(db.url()).await;
+    let app = spawn_app_with(Options {
+        database_url: Some(db.url()),
+        ..Options::default()
+    })
+    .await;
     app.store_sms_code(MOBILE, CODE);
     // Warm both workers' pools (concurrent requests spread over the HTTP workers), so that dead
     // pooled connections are part of the test.
@@ -970,7 +977,11 @@ async fn other_methods_are_405() {
 
 #[tokio::test]
 async fn allowed_origins_get_cors_headers_and_others_none() {
-    let app = spawn_app_with(&[("CORS_ALLOWED_ORIGINS", "https://www.meiduo.site")]).await;
+    let app = spawn_app_with(Options::env(&[(
+        "CORS_ALLOWED_ORIGINS",
+        "https://www.meiduo.site",
+    )]))
+    .await;
     let preflight = app
         .http
         .request(reqwest::Method::OPTIONS, format!("{}/users/", app.address))
@@ -1084,7 +1095,7 @@ async fn outcome_count(app: &TestApp, outcome: &str) -> u64 {
 
 #[tokio::test]
 async fn registrations_spend_the_count_endpoints_per_ip_limit_before_any_lookup() {
-    let app = spawn_app_with(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
+    let app = spawn_app_with(Options::env(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")])).await;
     app.insert_user("taken123", "13900139000");
     app.store_sms_code(MOBILE, CODE);
     let counter = || app.redis_get("rl:count_ip:127.0.0.1");

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, status_and_json};
+use crate::helpers::{Options, spawn_app, spawn_app_with, status_and_json};
 
 fn path(username: &str) -> String {
     // Percent-encode everything that is not ASCII alphanumeric, as a browser would.
@@ -86,7 +86,7 @@ async fn names_outside_the_pattern_are_404_json() {
 
 #[tokio::test]
 async fn the_per_ip_limit_answers_429_with_retry_after_and_is_shared_with_mobiles() {
-    let app = spawn_app_with(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
+    let app = spawn_app_with(Options::env(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")])).await;
     for p in [
         path("alice123"),
         "/mobiles/13800138000/count/".to_owned(),
@@ -175,7 +175,7 @@ async fn other_methods_are_405() {
 
 #[tokio::test]
 async fn the_limit_counts_an_ipv6_client_by_its_64_and_a_mapped_ipv4_as_the_ipv4() {
-    let app = spawn_app_with(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
+    let app = spawn_app_with(Options::env(&[("COUNT_LIMIT_PER_IP_PER_MINUTE", "3")])).await;
     // The test's peer is 127.0.0.1, the default trusted proxy, so X-Forwarded-For names the
     // client.
     let from = |client: &'static str| {
