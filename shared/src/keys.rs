@@ -60,6 +60,25 @@ pub fn sms_send_attempts(request_id: &uuid::Uuid) -> String {
     format!("sms_send_attempts:{request_id}")
 }
 
+/// Rate-limit scope of the per-mobile daily SMS limit: `rl:sms_mobile:{mobile}`, counted by
+/// verifications-svc when it queues a code and given back by sms-worker when no provider could
+/// deliver it.
+pub const SMS_MOBILE_SCOPE: &str = "sms_mobile";
+
+/// `sms_attempt_pending:{request_id}`: the provider a job's last call went to, set before the
+/// call and removed once the provider's answer showed it definitely failed. Found by a worker
+/// that picks the job up again, it means that call's answer was lost (a timeout, a crash): the
+/// message may have been sent, so that provider is asked before anything is sent again.
+pub fn sms_attempt_pending(request_id: &uuid::Uuid) -> String {
+    format!("sms_attempt_pending:{request_id}")
+}
+
+/// `sms_quota_refunded:{request_id}`: set when a job's daily-quota hit was given back, so a
+/// redelivered job cannot give it back twice.
+pub fn sms_quota_refunded(request_id: &uuid::Uuid) -> String {
+    format!("sms_quota_refunded:{request_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +100,23 @@ mod tests {
         assert_eq!(
             sms_sent(&uuid::Uuid::nil()),
             "sms_sent:00000000-0000-0000-0000-000000000000"
+        );
+    }
+
+    #[test]
+    fn the_worker_keys_are_per_request_id_and_the_quota_key_is_the_rate_limits() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            sms_attempt_pending(&id),
+            "sms_attempt_pending:00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            sms_quota_refunded(&id),
+            "sms_quota_refunded:00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            rate_limit(SMS_MOBILE_SCOPE, "13800138000"),
+            "rl:sms_mobile:13800138000"
         );
     }
 

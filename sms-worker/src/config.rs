@@ -23,8 +23,11 @@ pub struct Config {
     pub consumer: Consumer,
     /// How failed provider calls are retried.
     pub retry: Retry,
-    /// Which provider sends the messages.
-    pub provider: Provider,
+    /// `SMS_PROVIDERS` (or `SMS_PROVIDER`, a one-item list): the providers in order of
+    /// preference; a job goes to the first whose breaker is closed.
+    pub providers: Vec<Provider>,
+    /// The circuit breaker of each provider.
+    pub breaker: Breaker,
     /// `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight jobs.
     pub shutdown_timeout: Duration,
 }
@@ -64,13 +67,83 @@ pub struct Retry {
     pub max_delay: Duration,
 }
 
-/// `SMS_PROVIDER`: `ccp` (default) or `log`.
+/// When a provider is skipped: after `SMS_BREAKER_FAILURES` (default 5) retryable failures or
+/// timeouts in a row its breaker opens; after `SMS_BREAKER_COOLDOWN_MS` (default 30000) one
+/// job may probe it (half-open); a success closes it, a failure opens it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Breaker {
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+/// One item of `SMS_PROVIDERS`: `ccp`, `aliyun`, `tencent` or `log`.
 #[derive(Debug, Clone)]
 pub enum Provider {
-    /// 容联云: sends for real.
+    /// 容联云.
     Ccp(CcpSettings),
+    /// Aliyun SMS.
+    Aliyun(AliyunSettings),
+    /// Tencent Cloud SMS.
+    Tencent(TencentSettings),
     /// Development: logs a masked line, sends nothing.
     Log,
+}
+
+/// The Aliyun account: `ALIYUN_ACCESS_KEY_ID`, `ALIYUN_ACCESS_KEY_SECRET`, `ALIYUN_SIGN_NAME`
+/// and `ALIYUN_TEMPLATE_CODE` (required); `ALIYUN_BASE_URL` (default
+/// `https://dysmsapi.aliyuncs.com`); `ALIYUN_CONNECT_TIMEOUT_MS` (2000) and `ALIYUN_TIMEOUT_MS`
+/// (5000; Aliyun asks for at least 1 s).
+#[derive(Clone)]
+pub struct AliyunSettings {
+    pub base_url: String,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub sign_name: String,
+    pub template_code: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for AliyunSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of config dumps.
+        f.debug_struct("AliyunSettings")
+            .field("base_url", &self.base_url)
+            .field("access_key_id", &self.access_key_id)
+            .field("sign_name", &self.sign_name)
+            .field("template_code", &self.template_code)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Tencent account: `TENCENT_SECRET_ID`, `TENCENT_SECRET_KEY`, `TENCENT_SMS_SDK_APP_ID`,
+/// `TENCENT_SIGN_NAME` and `TENCENT_TEMPLATE_ID` (required); `TENCENT_REGION` (default
+/// `ap-guangzhou`); `TENCENT_BASE_URL` (default `https://sms.tencentcloudapi.com`);
+/// `TENCENT_CONNECT_TIMEOUT_MS` (2000) and `TENCENT_TIMEOUT_MS` (5000).
+#[derive(Clone)]
+pub struct TencentSettings {
+    pub base_url: String,
+    pub secret_id: String,
+    pub secret_key: String,
+    pub sdk_app_id: String,
+    pub sign_name: String,
+    pub template_id: String,
+    pub region: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for TencentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TencentSettings")
+            .field("base_url", &self.base_url)
+            .field("secret_id", &self.secret_id)
+            .field("sdk_app_id", &self.sdk_app_id)
+            .field("sign_name", &self.sign_name)
+            .field("template_id", &self.template_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The CCP account and how to reach it.
@@ -134,23 +207,10 @@ impl Config {
         if retry.max_delay < retry.base_delay {
             env.invalid("SMS_RETRY_MAX_MS", "must not be below SMS_RETRY_BASE_MS");
         }
-        let provider = match env.choice("SMS_PROVIDER", "ccp", &["ccp", "log"]).as_str() {
-            "log" => Provider::Log,
-            _ => Provider::Ccp(CcpSettings {
-                base_url: env
-                    .url(
-                        "CCP_BASE_URL",
-                        "https://app.cloopen.com:8883",
-                        &["http://", "https://"],
-                    )
-                    .trim_end_matches('/')
-                    .to_owned(),
-                account_sid: credential(&mut env, "CCP_ACCOUNT_SID"),
-                auth_token: credential(&mut env, "CCP_AUTH_TOKEN"),
-                app_id: credential(&mut env, "CCP_APP_ID"),
-                connect_timeout: env.millis("CCP_CONNECT_TIMEOUT_MS", 2000),
-                timeout: env.millis("CCP_TIMEOUT_MS", 5000),
-            }),
+        let providers = providers(&mut env);
+        let breaker = Breaker {
+            failures: env.int_in("SMS_BREAKER_FAILURES", 5u32, 1, 1000),
+            cooldown: env.millis("SMS_BREAKER_COOLDOWN_MS", 30_000),
         };
         let config = Self {
             listen,
@@ -159,7 +219,8 @@ impl Config {
             queue,
             consumer,
             retry,
-            provider,
+            providers,
+            breaker,
             shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000),
         };
         env.finish()?;
@@ -167,11 +228,95 @@ impl Config {
     }
 }
 
+/// The names `SMS_PROVIDERS` accepts.
+const PROVIDER_NAMES: [&str; 4] = ["ccp", "aliyun", "tencent", "log"];
+
+/// `SMS_PROVIDERS` (comma-separated, in order of preference), else `SMS_PROVIDER` (one name),
+/// else `ccp`; each with its own settings.
+fn providers(env: &mut Env) -> Vec<Provider> {
+    let (var, names) = match env.raw("SMS_PROVIDERS") {
+        Some(_) => ("SMS_PROVIDERS", env.list("SMS_PROVIDERS", "")),
+        None => ("SMS_PROVIDER", vec![env.string("SMS_PROVIDER", "ccp")]),
+    };
+    let mut seen = Vec::new();
+    let mut list = Vec::new();
+    for name in names {
+        let name = name.to_ascii_lowercase();
+        if !PROVIDER_NAMES.contains(&name.as_str()) {
+            env.invalid(
+                var,
+                format!("{name:?} is not one of ccp, aliyun, tencent, log"),
+            );
+        } else if seen.contains(&name) {
+            env.invalid(var, format!("{name} is listed twice"));
+        } else {
+            list.push(provider(env, &name));
+            seen.push(name);
+        }
+    }
+    if list.is_empty() && seen.is_empty() {
+        env.invalid(var, "names no provider");
+    }
+    list
+}
+
+fn provider(env: &mut Env, name: &str) -> Provider {
+    match name {
+        "log" => Provider::Log,
+        "aliyun" => Provider::Aliyun(AliyunSettings {
+            base_url: base_url(env, "ALIYUN_BASE_URL", "https://dysmsapi.aliyuncs.com"),
+            access_key_id: required(env, "ALIYUN_ACCESS_KEY_ID", name),
+            access_key_secret: required(env, "ALIYUN_ACCESS_KEY_SECRET", name),
+            sign_name: required(env, "ALIYUN_SIGN_NAME", name),
+            template_code: required(env, "ALIYUN_TEMPLATE_CODE", name),
+            connect_timeout: env.millis("ALIYUN_CONNECT_TIMEOUT_MS", 2000),
+            timeout: env.millis("ALIYUN_TIMEOUT_MS", 5000),
+        }),
+        "tencent" => Provider::Tencent(TencentSettings {
+            base_url: base_url(env, "TENCENT_BASE_URL", "https://sms.tencentcloudapi.com"),
+            secret_id: required(env, "TENCENT_SECRET_ID", name),
+            secret_key: required(env, "TENCENT_SECRET_KEY", name),
+            sdk_app_id: required(env, "TENCENT_SMS_SDK_APP_ID", name),
+            sign_name: required(env, "TENCENT_SIGN_NAME", name),
+            template_id: required(env, "TENCENT_TEMPLATE_ID", name),
+            region: env.string("TENCENT_REGION", "ap-guangzhou"),
+            connect_timeout: env.millis("TENCENT_CONNECT_TIMEOUT_MS", 2000),
+            timeout: env.millis("TENCENT_TIMEOUT_MS", 5000),
+        }),
+        _ => Provider::Ccp(CcpSettings {
+            base_url: base_url(env, "CCP_BASE_URL", "https://app.cloopen.com:8883"),
+            account_sid: credential(env, "CCP_ACCOUNT_SID"),
+            auth_token: credential(env, "CCP_AUTH_TOKEN"),
+            app_id: credential(env, "CCP_APP_ID"),
+            connect_timeout: env.millis("CCP_CONNECT_TIMEOUT_MS", 2000),
+            timeout: env.millis("CCP_TIMEOUT_MS", 5000),
+        }),
+    }
+}
+
+fn base_url(env: &mut Env, name: &str, default: &str) -> String {
+    env.url(name, default, &["http://", "https://"])
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A setting a listed provider cannot work without (the value is never echoed).
+fn required(env: &mut Env, name: &str, provider: &str) -> String {
+    let value = env.string(name, "");
+    if value.is_empty() {
+        env.invalid(
+            name,
+            format!("required when {provider} is in SMS_PROVIDERS"),
+        );
+    }
+    value
+}
+
 /// A required CCP credential: 32 hexadecimal characters (the value is never echoed).
 fn credential(env: &mut Env, name: &str) -> String {
     let value = env.string(name, "");
     if value.is_empty() {
-        env.invalid(name, "required when SMS_PROVIDER=ccp");
+        env.invalid(name, "required when ccp is in SMS_PROVIDERS");
     } else if value.len() != 32 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
         env.invalid(name, "must be 32 hexadecimal characters");
     }
@@ -200,9 +345,11 @@ mod tests {
         assert_eq!(c.retry.max_attempts, 5);
         assert_eq!(c.consumer.retention, Duration::from_secs(600));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
-        let Provider::Ccp(ccp) = c.provider else {
-            panic!("ccp is the default provider")
+        let [Provider::Ccp(ccp)] = &c.providers[..] else {
+            panic!("ccp alone is the default")
         };
+        assert_eq!(c.breaker.failures, 5);
+        assert_eq!(c.breaker.cooldown, Duration::from_secs(30));
         assert_eq!(ccp.base_url, "https://app.cloopen.com:8883");
         assert_eq!(ccp.timeout, Duration::from_secs(5));
         assert!(
@@ -214,7 +361,46 @@ mod tests {
     #[test]
     fn the_log_provider_needs_no_credentials() {
         let c = Config::from(Env::from_vars([("SMS_PROVIDER", "LOG")])).expect("valid");
-        assert!(matches!(c.provider, Provider::Log));
+        assert!(matches!(c.providers[..], [Provider::Log]));
+    }
+
+    #[test]
+    fn sms_providers_is_an_ordered_list_each_with_its_own_settings() {
+        let mut vars = ccp_vars();
+        vars.extend([
+            ("SMS_PROVIDERS", "tencent, aliyun,ccp".to_owned()),
+            ("SMS_PROVIDER", "log".to_owned()),
+            ("ALIYUN_ACCESS_KEY_ID", "LTAI1".to_owned()),
+            ("ALIYUN_ACCESS_KEY_SECRET", "s1".to_owned()),
+            ("ALIYUN_SIGN_NAME", "美多".to_owned()),
+            ("ALIYUN_TEMPLATE_CODE", "SMS_1".to_owned()),
+            ("TENCENT_SECRET_ID", "AKID1".to_owned()),
+            ("TENCENT_SECRET_KEY", "s2".to_owned()),
+            ("TENCENT_SMS_SDK_APP_ID", "1400000001".to_owned()),
+            ("TENCENT_SIGN_NAME", "美多".to_owned()),
+            ("TENCENT_TEMPLATE_ID", "42".to_owned()),
+            ("TENCENT_BASE_URL", "http://127.0.0.1:9/".to_owned()),
+        ]);
+        let c = Config::from(Env::from_vars(vars)).expect("valid");
+        let [Provider::Tencent(t), Provider::Aliyun(a), Provider::Ccp(_)] = &c.providers[..] else {
+            panic!("SMS_PROVIDERS wins, in its order: {:?}", c.providers)
+        };
+        assert_eq!(t.base_url, "http://127.0.0.1:9");
+        assert_eq!(t.region, "ap-guangzhou");
+        assert_eq!(a.base_url, "https://dysmsapi.aliyuncs.com");
+        assert!(!format!("{t:?}{a:?}").contains("s1") && !format!("{t:?}").contains("s2"));
+
+        let err = Config::from(Env::from_vars([("SMS_PROVIDERS", "aliyun,twilio,aliyun")]))
+            .expect_err("invalid")
+            .to_string();
+        for part in [
+            "ALIYUN_ACCESS_KEY_ID: required when aliyun is in SMS_PROVIDERS",
+            "ALIYUN_TEMPLATE_CODE: required",
+            "\"twilio\" is not one of",
+            "aliyun is listed twice",
+        ] {
+            assert!(err.contains(part), "{part} missing from {err}");
+        }
     }
 
     #[test]
@@ -230,7 +416,7 @@ mod tests {
         .to_string();
         for name in [
             "CCP_ACCOUNT_SID: must be 32 hexadecimal",
-            "CCP_AUTH_TOKEN: required",
+            "CCP_AUTH_TOKEN: required when ccp is in SMS_PROVIDERS",
             "CCP_APP_ID: required",
             "CCP_BASE_URL=",
             "SMS_WORKER_CONCURRENCY=0",

@@ -89,3 +89,66 @@ impl SentMarkers {
         self.conn.ping().await
     }
 }
+
+/// The pending-attempt record and the quota refund (`shared::keys` names them).
+impl SentMarkers {
+    /// Record that a call of `job` to `provider` is about to be made (lives as long as the
+    /// code: after that the job is dropped anyway).
+    pub async fn begin_attempt(&self, job: &SendSmsCode, provider: &str) -> redis::RedisResult<()> {
+        let ttl = (job.expires_at() - Utc::now()).num_seconds().max(1);
+        self.conn
+            .clone()
+            .set_ex(
+                keys::sms_attempt_pending(&job.request_id),
+                provider,
+                ttl.unsigned_abs(),
+            )
+            .await
+    }
+
+    /// The call's answer showed that nothing was sent: forget the pending attempt.
+    pub async fn end_attempt(&self, job: &SendSmsCode) -> redis::RedisResult<()> {
+        self.conn
+            .clone()
+            .del(keys::sms_attempt_pending(&job.request_id))
+            .await
+    }
+
+    /// The provider of a call of `job` whose answer nobody saw, if any.
+    pub async fn pending_attempt(&self, job: &SendSmsCode) -> redis::RedisResult<Option<String>> {
+        self.conn
+            .clone()
+            .get(keys::sms_attempt_pending(&job.request_id))
+            .await
+    }
+
+    /// Give back `job`'s hit on the mobile's daily limit, once per job (a redelivered job finds
+    /// the refund marker), never below zero. Whether it was given back.
+    pub async fn refund_quota(&self, job: &SendSmsCode) -> redis::RedisResult<bool> {
+        let ttl = (job.expires_at() - Utc::now()).num_seconds().max(1) + MARGIN_SECS;
+        REFUND
+            .key(keys::sms_quota_refunded(&job.request_id))
+            .key(keys::rate_limit(
+                keys::SMS_MOBILE_SCOPE,
+                job.mobile.as_str(),
+            ))
+            .arg(ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await
+    }
+}
+
+static REFUND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+  redis.call('DECR', KEYS[2])
+  return 1
+end
+return 0
+",
+    )
+});

@@ -8,10 +8,20 @@ use shared::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     pub registry: Metrics,
-    /// `sms_jobs_total{outcome}`: sent, already_sent, permanent, exhausted, expired, requeued.
+    /// `sms_jobs_total{outcome}`: sent, already_sent, permanent, exhausted, expired, requeued,
+    /// unconfirmed.
     pub jobs: prometheus::IntCounterVec,
-    /// `sms_provider_request_duration_seconds{provider, result}`: one observation per call.
+    /// `sms_provider_jobs_total{provider, outcome}`: finished jobs by the provider that carried
+    /// (or last handled) them.
+    pub provider_jobs: prometheus::IntCounterVec,
+    /// `sms_provider_request_duration_seconds{provider, result}`: one observation per call
+    /// (so its `_count` is the attempts): sent, retryable, ambiguous, permanent, and for the
+    /// lookups after a lost answer found_sent, found_not_sent, unresolved.
     pub provider_latency: HistogramVec,
+    /// `sms_provider_breaker_state{provider}`: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGaugeVec,
+    /// `sms_quota_refunds_total`: daily-quota hits given back because no provider delivered.
+    pub quota_refunds: IntCounter,
     /// `sms_retries_total`: provider calls repeated after a retryable failure.
     pub retries: IntCounter,
     /// `sms_queue_depth{state}`: jobs waiting (`active`) and scheduled for later
@@ -27,6 +37,11 @@ impl WorkerMetrics {
             "SMS jobs finished, by outcome",
             &["outcome"],
         );
+        let provider_jobs = registry.counter_vec(
+            "sms_provider_jobs_total",
+            "SMS jobs finished, by provider and outcome",
+            &["provider", "outcome"],
+        );
         let provider_latency = HistogramVec::new(
             HistogramOpts::new(
                 "sms_provider_request_duration_seconds",
@@ -39,22 +54,35 @@ impl WorkerMetrics {
         )
         .expect("static metric options are valid");
         registry.register(Box::new(provider_latency.clone()));
-        let retries = IntCounter::new(
+        let retries = counter(
+            &registry,
             "sms_retries_total",
             "Provider calls repeated after a retryable failure",
-        )
-        .expect("static metric options are valid");
-        registry.register(Box::new(retries.clone()));
-        let queue_depth = IntGaugeVec::new(
-            Opts::new("sms_queue_depth", "SMS jobs in the queue, by state"),
+        );
+        let breaker_state = gauge_vec(
+            &registry,
+            "sms_provider_breaker_state",
+            "Circuit breaker of each SMS provider: 0 closed, 1 open, 2 half-open",
+            &["provider"],
+        );
+        let quota_refunds = counter(
+            &registry,
+            "sms_quota_refunds_total",
+            "Daily-quota hits given back because no provider delivered the code",
+        );
+        let queue_depth = gauge_vec(
+            &registry,
+            "sms_queue_depth",
+            "SMS jobs in the queue, by state",
             &["state"],
-        )
-        .expect("static metric options are valid");
-        registry.register(Box::new(queue_depth.clone()));
+        );
         Self {
             registry,
             jobs,
+            provider_jobs,
             provider_latency,
+            breaker_state,
+            quota_refunds,
             retries,
             queue_depth,
         }
@@ -65,4 +93,17 @@ impl Default for WorkerMetrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn counter(registry: &Metrics, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric options are valid");
+    registry.register(Box::new(c.clone()));
+    c
+}
+
+fn gauge_vec(registry: &Metrics, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g =
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric options are valid");
+    registry.register(Box::new(g.clone()));
+    g
 }

@@ -17,12 +17,13 @@ use actix_web::{HttpServer, web};
 use shared::cors::AllowedOrigins;
 use tokio::sync::watch;
 
+use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::consumer::Consumer;
-use crate::delivery::Deliverer;
+use crate::delivery::{Deliverer, Route};
 use crate::markers::SentMarkers;
 use crate::metrics::WorkerMetrics;
-use crate::provider::Provider;
+use crate::provider::{Provider, SmsProvider as _};
 use crate::routes::{self, Probes};
 
 /// A bound, not yet running, sms-worker.
@@ -49,13 +50,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let metrics = WorkerMetrics::new();
-        let provider = Provider::build(&config.provider)?;
+        let routes = routes(&config, &metrics)?;
         let markers = SentMarkers::new(&config.redis_url, config.redis_timeout)?;
         let queue_conn = config.queue.connection()?;
         let storage = config.queue.storage(queue_conn.clone());
         let apalis_config = config.queue.apalis_config();
         let deliverer = Arc::new(Deliverer::new(
-            provider,
+            routes,
             markers.clone(),
             config.retry,
             metrics.clone(),
@@ -147,4 +148,20 @@ impl Application {
         let _ = server.await;
         Ok(())
     }
+}
+
+/// Each provider of `SMS_PROVIDERS`, in order, with its breaker (and the breaker's gauge).
+fn routes(config: &Config, metrics: &WorkerMetrics) -> anyhow::Result<Vec<Route>> {
+    config
+        .providers
+        .iter()
+        .map(|settings| {
+            let provider = Provider::build(settings)?;
+            let gauge = metrics.breaker_state.with_label_values(&[provider.name()]);
+            Ok(Route {
+                breaker: Breaker::new(config.breaker, gauge),
+                provider,
+            })
+        })
+        .collect()
 }

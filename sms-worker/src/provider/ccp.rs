@@ -1,4 +1,4 @@
-//! 容联云 (Yuntongxun, "CCP") `TemplateSMS`, exactly as docs/providers.md describes it:
+//! 容联云 (Yuntongxun, "CCP") `TemplateSMS`, exactly as PROVIDERS.md §1a describes it:
 //! `POST {base}/2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig={SIG}` where `SIG` is the
 //! upper-case MD5 of sid + token + timestamp, `Authorization` is base64 of `sid:timestamp`, the
 //! timestamp is `yyyyMMddHHmmss` in Asia/Shanghai time, and the JSON body carries `to`, `appId`,
@@ -6,8 +6,6 @@
 //! lower-case hex characters (CCP takes at most 32 alphanumerics and answers 160055, a permanent
 //! refusal, to a hyphenated UUID), which CCP uses to reject a repeated request (160054): our
 //! guard against double sends when an answer is lost.
-
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::jobs::SendSmsCode;
 
-use super::{Attempt, SmsProvider};
+use super::{Attempt, Resolution, Scope, SmsProvider};
 use crate::config::CcpSettings;
 
 /// The REST version segment CCP has kept since 2013.
@@ -38,16 +36,9 @@ impl std::fmt::Debug for Ccp {
 }
 
 impl Ccp {
-    /// Build the HTTP client with the configured timeouts. The rustls crypto provider must be
-    /// installed before (main does it once); reqwest panics without one.
+    /// Build the HTTP client with the configured timeouts.
     pub fn new(settings: CcpSettings) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("meiduo-sms-worker/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot build the CCP HTTP client: {e}"))?;
+        let client = super::http_client("CCP", settings.connect_timeout, settings.timeout)?;
         Ok(Self { settings, client })
     }
 
@@ -79,7 +70,7 @@ impl SmsProvider for Ccp {
 
     async fn send(&self, job: &SendSmsCode) -> Attempt {
         let (url, auth, body) = self.request_parts(job, Utc::now());
-        let sent = self
+        let request = self
             .client
             .post(url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -89,53 +80,36 @@ impl SmsProvider for Ccp {
             )
             .header(reqwest::header::ACCEPT_CHARSET, "UTF-8")
             .header(reqwest::header::AUTHORIZATION, auth)
-            .body(body.to_string())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            // `without_url`: the URL carries the signature.
-            Err(e) => return transport_error(&e.without_url()),
-        };
-        let status = response.status();
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) => return transport_error(&e.without_url()),
-        };
-        classify_response(status, &text)
+            .body(body.to_string());
+        match super::post(request).await {
+            Ok((status, text)) => classify_response(status, &text),
+            Err(attempt) => attempt,
+        }
+    }
+
+    /// CCP refuses a second request with the same `reqId` (160054, which [`classify_code`]
+    /// counts as sent): sending again is safe.
+    async fn resolve(&self, _job: &SendSmsCode) -> Resolution {
+        Resolution::Resend
     }
 }
 
-fn transport_error(e: &reqwest::Error) -> Attempt {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect error"
-    } else {
-        "transport error"
-    };
-    Attempt::Retryable {
-        reason: format!("{kind}: {e}"),
-    }
-}
-
-/// Sort an HTTP answer into the three outcome classes.
+/// Sort an HTTP answer into the outcome classes.
 pub fn classify_response(status: StatusCode, body: &str) -> Attempt {
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return Attempt::Retryable {
-            reason: format!("HTTP {}", status.as_u16()),
-        };
+    if let Some(attempt) = super::gateway_status(status) {
+        return attempt;
     }
     if !status.is_success() {
         // A 4xx without a CCP body: wrong base URL or path; retrying will not fix configuration.
         return Attempt::Permanent {
             code: format!("HTTP {}", status.as_u16()),
             reason: "unexpected HTTP status from CCP".into(),
+            scope: Scope::Account,
         };
     }
+    // A garbled answer may hide an accepted message: ambiguous (reqId makes the resend safe).
     let Ok(value) = serde_json::from_str::<Value>(body) else {
-        // A garbled answer may hide an accepted message; a retry is safe thanks to reqId.
-        return Attempt::Retryable {
+        return Attempt::Ambiguous {
             reason: "answer is not JSON".into(),
         };
     };
@@ -143,7 +117,7 @@ pub fn classify_response(status: StatusCode, body: &str) -> Attempt {
         Value::String(s) => s.clone(),
         Value::Number(n) => format!("{n:0>6}"),
         _ => {
-            return Attempt::Retryable {
+            return Attempt::Ambiguous {
                 reason: "answer has no statusCode".into(),
             };
         }
@@ -152,13 +126,30 @@ pub fn classify_response(status: StatusCode, body: &str) -> Attempt {
     classify_code(&code, msg)
 }
 
-/// CCP status codes (docs/providers.md): 000000 and 160054 (this reqId was already accepted)
-/// are success; 111111 (too many concurrent requests), 160000 (system error), 111000–111099
-/// (internal errors), 160050/160063/160064 (send failed) and the SDK's 172001 (network) are
-/// worth retrying; everything else (blacklists, daily caps 160039–160041, number format,
-/// credentials, template, account state, 160038 frequency) is permanent for this job.
+/// CCP's status codes, as this worker treats them.
+///
+/// | codes | class |
+/// |---|---|
+/// | 000000; 160054 (this `reqId` was already accepted) | sent |
+/// | 111111 (too many concurrent requests), 160000 (system error), 111000-111099 (internal), 160050/160063/160064 (send failed), 172001 (the SDK's network error) | retryable |
+/// | 160038 (frequency), 160039-160041 (daily caps), 160034/112317/160068/160072-160074 (blacklists), 160042 (number format) | permanent, the number's |
+/// | everything else: 111100-111113 (URL, `Authorization`, sig, timestamp), 111128-111182 (account and app state, balance), 160031/160032/160036/160043/160052/160055/160057/160069 (parameters, template), 113302 (test template to an unregistered number) | permanent, the account's |
 pub fn classify_code(code: &str, msg: String) -> Attempt {
     let internal = code.len() == 6 && code.starts_with("1110");
+    let number = matches!(
+        code,
+        "160038"
+            | "160039"
+            | "160040"
+            | "160041"
+            | "160034"
+            | "112317"
+            | "160068"
+            | "160072"
+            | "160073"
+            | "160074"
+            | "160042"
+    );
     match code {
         "000000" | "160054" => Attempt::Sent,
         "111111" | "160000" | "160050" | "160063" | "160064" | "172001" => Attempt::Retryable {
@@ -170,6 +161,11 @@ pub fn classify_code(code: &str, msg: String) -> Attempt {
         _ => Attempt::Permanent {
             code: code.to_owned(),
             reason: msg,
+            scope: if number {
+                Scope::Number
+            } else {
+                Scope::Account
+            },
         },
     }
 }
@@ -208,6 +204,8 @@ pub fn authorization(account_sid: &str, timestamp: &str) -> String {
 mod tests {
     use super::*;
     use shared::domain::{Mobile, SmsCode};
+
+    use std::time::Duration;
 
     fn settings() -> CcpSettings {
         CcpSettings {
@@ -283,10 +281,10 @@ mod tests {
                 "retryable",
             ),
             (
-                "server 500",
+                "server 500: maybe after accepting",
                 StatusCode::INTERNAL_SERVER_ERROR,
                 String::new(),
-                "retryable",
+                "ambiguous",
             ),
             (
                 "throttled 429",
@@ -294,8 +292,8 @@ mod tests {
                 String::new(),
                 "retryable",
             ),
-            ("garbled 200", ok, "<html>".into(), "retryable"),
-            ("JSON without statusCode", ok, "{}".into(), "retryable"),
+            ("garbled 200", ok, "<html>".into(), "ambiguous"),
+            ("JSON without statusCode", ok, "{}".into(), "ambiguous"),
             ("daily cap", ok, ccp("160040"), "permanent"),
             ("cap per template", ok, ccp("160039"), "permanent"),
             ("blacklist", ok, ccp("160034"), "permanent"),
@@ -312,19 +310,25 @@ mod tests {
             ),
         ];
         for (why, status, body, want) in cases {
-            let got = match classify_response(status, &body) {
-                Attempt::Sent => "sent",
-                Attempt::Retryable { .. } => "retryable",
-                Attempt::Permanent { .. } => "permanent",
-            };
-            assert_eq!(got, want, "{why}");
+            assert_eq!(classify_response(status, &body).label(), want, "{why}");
         }
         assert_eq!(
             classify_response(ok, &ccp("160040")),
             Attempt::Permanent {
                 code: "160040".into(),
-                reason: "m".into()
+                reason: "m".into(),
+                scope: Scope::Number,
             }
         );
+        let scope = |code: &str| match classify_response(ok, &ccp(code)) {
+            Attempt::Permanent { scope, .. } => Some(scope),
+            _ => None,
+        };
+        for number in ["160034", "160038", "160039", "160040", "160042"] {
+            assert_eq!(scope(number), Some(Scope::Number), "{number}");
+        }
+        for account in ["111109", "111106", "111142", "160032", "160055", "113302"] {
+            assert_eq!(scope(account), Some(Scope::Account), "{account}");
+        }
     }
 }

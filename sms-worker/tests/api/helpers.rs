@@ -34,6 +34,23 @@ pub fn base_vars(sandbox: &Sandbox, verify_url: &str, queue_url: &str) -> Vec<(S
         ("CCP_AUTH_TOKEN", c.auth_token.clone()),
         ("CCP_APP_ID", c.app_id.clone()),
         ("CCP_TIMEOUT_MS", "1000".to_owned()),
+        // Aliyun and Tencent at the same sandbox; used when SMS_PROVIDERS names them.
+        ("ALIYUN_BASE_URL", sandbox.base_url()),
+        ("ALIYUN_ACCESS_KEY_ID", c.aliyun.access_key_id.clone()),
+        (
+            "ALIYUN_ACCESS_KEY_SECRET",
+            c.aliyun.access_key_secret.clone(),
+        ),
+        ("ALIYUN_SIGN_NAME", c.aliyun.sign_name.clone()),
+        ("ALIYUN_TEMPLATE_CODE", c.aliyun.template_code.clone()),
+        ("ALIYUN_TIMEOUT_MS", "1000".to_owned()),
+        ("TENCENT_BASE_URL", sandbox.base_url()),
+        ("TENCENT_SECRET_ID", c.tencent.secret_id.clone()),
+        ("TENCENT_SECRET_KEY", c.tencent.secret_key.clone()),
+        ("TENCENT_SMS_SDK_APP_ID", c.tencent.sdk_app_id.clone()),
+        ("TENCENT_SIGN_NAME", c.tencent.sign_name.clone()),
+        ("TENCENT_TEMPLATE_ID", c.tencent.template_id.clone()),
+        ("TENCENT_TIMEOUT_MS", "1000".to_owned()),
         ("SMS_RETRY_BASE_MS", "200".to_owned()),
         ("SMS_RETRY_MAX_MS", "2000".to_owned()),
         ("SMS_WORKER_HEARTBEAT_SECS", "1".to_owned()),
@@ -100,6 +117,23 @@ impl World {
     /// Messages the sandbox recorded for `job`'s mobile.
     pub fn messages(&self, job: &SendSmsCode) -> Vec<sms_sandbox::Message> {
         self.sandbox.messages_for(job.mobile.as_str())
+    }
+
+    /// Calls of `provider` that carried `job`'s request id (sends; lookups carry none).
+    pub fn sends(&self, job: &SendSmsCode, provider: &str) -> Vec<sms_sandbox::Call> {
+        self.calls(job)
+            .into_iter()
+            .filter(|c| c.provider == provider)
+            .collect()
+    }
+
+    /// Every call the sandbox got from `provider`.
+    pub fn provider_calls(&self, provider: &str) -> Vec<sms_sandbox::Call> {
+        self.sandbox
+            .calls()
+            .into_iter()
+            .filter(|c| c.provider == provider)
+            .collect()
     }
 
     /// Calls the sandbox received carrying `job`'s request id.

@@ -2,6 +2,7 @@
 //! sms-sandbox over real HTTP; the process tests run the real binary.
 
 mod delivery;
+mod failover;
 mod health;
 mod helpers;
 mod housekeeping;
