@@ -1,4 +1,5 @@
-//! Delivering one job (docs/sms-jobs.md §2; docs/providers.md has each provider's story after a lost answer).
+//! Delivering one job (docs/sms-jobs.md §2; docs/providers.md has each provider's story
+//! after a lost answer).
 //!
 //! 1. A job whose code has expired (`created_at + ttl`) is dropped, never sent.
 //! 2. A job whose "sent" marker exists was delivered before (the queue redelivers at least

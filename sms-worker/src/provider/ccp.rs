@@ -1,4 +1,4 @@
-//! 容联云 (Yuntongxun, "CCP") `TemplateSMS`, exactly as PROVIDERS.md §1a describes it:
+//! 容联云 (Yuntongxun, "CCP") `TemplateSMS`, exactly as docs/providers.md describes it:
 //! `POST {base}/2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig={SIG}` where `SIG` is the
 //! upper-case MD5 of sid + token + timestamp, `Authorization` is base64 of `sid:timestamp`, the
 //! timestamp is `yyyyMMddHHmmss` in Asia/Shanghai time, and the JSON body carries `to`, `appId`,
