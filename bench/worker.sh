@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # sms-worker benchmark: jobs/s from the queue to the provider at 0 ms and 200 ms provider
 # latency, and push-to-inbox latency when idle (docs/performance.md §1 goals: ≥ 5000 jobs/s, ≥ 150
-# jobs/s, idle p99 < 500 ms).
+# jobs/s, idle p99 < 500 ms); then failover with SMS_PROVIDERS=ccp,aliyun: jobs/s with CCP down
+# (connection refused, its breaker open) and push-to-inbox p50/p99 before and right after CCP
+# starts failing (docs/providers.md §4).
 #
 #   bench/worker.sh [jobs@0ms=20000] [jobs@200ms=1600] [idle samples=200]
 #

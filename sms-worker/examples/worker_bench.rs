@@ -4,7 +4,11 @@
 //! against a Redis the script started, and measures:
 //! - throughput: N jobs pushed as fast as the shared storage takes them, until all N are in the
 //!   inbox, at each provider latency given;
-//! - idle latency: one job at a time on an idle worker, push → inbox, p50/p99/max.
+//! - idle latency: one job at a time on an idle worker, push → inbox, p50/p99/max;
+//! - failover (`SMS_PROVIDERS=ccp,aliyun`): throughput with the primary down (connection
+//!   refused, its breaker open), and push → inbox latency one job at a time before and right
+//!   after the primary starts failing (503s: each job pays the failed call until the breaker
+//!   opens, then the primary is skipped).
 //!
 //! Usage: `worker_bench <redis-port> <sms-worker binary> [jobs@0ms] [jobs@200ms] [idle samples]`
 
@@ -17,7 +21,7 @@ use shared::config::Env;
 use shared::domain::{Mobile, SmsCode};
 use shared::jobs::SendSmsCode;
 use shared::queue::{QueueSettings, SmsStorage};
-use sms_sandbox::{Sandbox, SandboxConfig};
+use sms_sandbox::{Fault, Sandbox, SandboxConfig};
 
 fn job(i: u64) -> SendSmsCode {
     SendSmsCode {
@@ -51,6 +55,17 @@ impl Drop for Worker {
 }
 
 fn start_worker(bin: &str, redis_port: u16, sandbox: &Sandbox) -> Worker {
+    start_worker_with(bin, redis_port, sandbox, "ccp", &sandbox.base_url())
+}
+
+/// The worker with `providers` (`SMS_PROVIDERS`), CCP at `ccp_url`, Aliyun at the sandbox.
+fn start_worker_with(
+    bin: &str,
+    redis_port: u16,
+    sandbox: &Sandbox,
+    providers: &str,
+    ccp_url: &str,
+) -> Worker {
     let c = sandbox.config();
     let child = Command::new(bin)
         .env("PORT", "0")
@@ -61,8 +76,13 @@ fn start_worker(bin: &str, redis_port: u16, sandbox: &Sandbox) -> Worker {
             format!("redis://127.0.0.1:{redis_port}/3"),
         )
         .env("SMS_QUEUE", "bench:sms")
-        .env("SMS_PROVIDER", "ccp")
-        .env("CCP_BASE_URL", sandbox.base_url())
+        .env("SMS_PROVIDERS", providers)
+        .env("CCP_BASE_URL", ccp_url)
+        .env("ALIYUN_BASE_URL", sandbox.base_url())
+        .env("ALIYUN_ACCESS_KEY_ID", &c.aliyun.access_key_id)
+        .env("ALIYUN_ACCESS_KEY_SECRET", &c.aliyun.access_key_secret)
+        .env("ALIYUN_SIGN_NAME", &c.aliyun.sign_name)
+        .env("ALIYUN_TEMPLATE_CODE", &c.aliyun.template_code)
         .env("CCP_ACCOUNT_SID", &c.account_sid)
         .env("CCP_AUTH_TOKEN", &c.auth_token)
         .env("CCP_APP_ID", &c.app_id)
@@ -103,7 +123,7 @@ async fn wait_for(sandbox: &Sandbox, n: usize, timeout: Duration) -> Option<(Ins
 async fn throughput(
     storage: &SmsStorage,
     sandbox: &Sandbox,
-    worker_bin: &str,
+    start: &dyn Fn() -> Worker,
     redis_port: u16,
     latency_ms: u64,
     n: usize,
@@ -111,7 +131,7 @@ async fn throughput(
     flush(redis_port);
     sandbox.reset();
     sandbox.set_latency(Duration::from_millis(latency_ms));
-    let _worker = start_worker(worker_bin, redis_port, sandbox);
+    let _worker = start();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let started = Instant::now();
@@ -167,9 +187,27 @@ async fn idle_latency(
     sandbox.reset();
     let _worker = start_worker(worker_bin, redis_port, sandbox);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let ms = one_at_a_time(storage, sandbox, 0, samples).await;
+    percentiles(ms)
+}
+
+/// p50, p99 and max of `ms`.
+fn percentiles(mut ms: Vec<f64>) -> (f64, f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+    (pct(0.5), pct(0.99), ms[ms.len() - 1])
+}
+
+/// Push → inbox of `samples` jobs pushed one at a time (jobs numbered from `from`), in ms.
+async fn one_at_a_time(
+    storage: &SmsStorage,
+    sandbox: &Sandbox,
+    from: usize,
+    samples: usize,
+) -> Vec<f64> {
     let mut storage = storage.clone();
     let mut ms = Vec::with_capacity(samples);
-    for i in 0..samples {
+    for i in from..from + samples {
         let before = sandbox.message_count();
         let t0 = Instant::now();
         storage.push(job(i as u64)).await.expect("queued");
@@ -180,9 +218,59 @@ async fn idle_latency(
         // Idle gaps of varying length, so pushes land at every phase of the poll interval.
         tokio::time::sleep(Duration::from_millis(20 + (i as u64 * 37) % 80)).await;
     }
-    ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-    (pct(0.5), pct(0.99), ms[ms.len() - 1])
+    ms
+}
+
+/// Push → inbox one job at a time with `ccp,aliyun`: `samples` with both healthy, then CCP
+/// answers 503 to everything: the first jobs after that pay the failed call, until the breaker
+/// opens (5 failures) and CCP is skipped. Prints p50/p99 of each phase.
+async fn failover_latency(
+    storage: &SmsStorage,
+    sandbox: &Sandbox,
+    worker_bin: &str,
+    redis_port: u16,
+    samples: usize,
+) {
+    flush(redis_port);
+    sandbox.reset();
+    let _worker = start_worker_with(
+        worker_bin,
+        redis_port,
+        sandbox,
+        "ccp,aliyun",
+        &sandbox.base_url(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = one_at_a_time(storage, sandbox, 0, samples).await;
+    sandbox.inject(Fault::http_status(u32::MAX, 503).on("ccp"));
+    let after = one_at_a_time(storage, sandbox, samples, samples).await;
+    let failing: Vec<f64> = after.iter().take(5).copied().collect();
+    let skipped: Vec<f64> = after.iter().skip(5).copied().collect();
+    let carriers: std::collections::BTreeMap<String, usize> =
+        sandbox
+            .messages()
+            .into_iter()
+            .fold(Default::default(), |mut m, msg| {
+                *m.entry(msg.provider).or_default() += 1;
+                m
+            });
+    for (label, ms) in [
+        ("primary healthy", before),
+        ("first 5 after the primary fails (each pays a 503)", failing),
+        ("after that (breaker open, primary skipped)", skipped),
+    ] {
+        let (p50, p99, max) = percentiles(ms);
+        println!("  {label}: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    }
+    println!("  carried by: {carriers:?}");
+}
+
+/// A loopback port nothing listens on: a provider that is down.
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
 }
 
 #[tokio::main]
@@ -212,8 +300,17 @@ async fn main() {
         "throughput, queue → worker → sandbox (concurrency {}):",
         std::env::var("SMS_WORKER_CONCURRENCY").unwrap_or_else(|_| "32".into())
     );
-    let r0 = throughput(&storage, &sandbox, &worker_bin, redis_port, 0, n0).await;
-    let r200 = throughput(&storage, &sandbox, &worker_bin, redis_port, 200, n200).await;
+    let ccp = || start_worker(&worker_bin, redis_port, &sandbox);
+    let r0 = throughput(&storage, &sandbox, &ccp, redis_port, 0, n0).await;
+    let r200 = throughput(&storage, &sandbox, &ccp, redis_port, 200, n200).await;
+    println!(
+        "failover, SMS_PROVIDERS=ccp,aliyun with CCP down (connection refused, breaker open):"
+    );
+    let down = closed_port_url();
+    let failover = || start_worker_with(&worker_bin, redis_port, &sandbox, "ccp,aliyun", &down);
+    let r_down = throughput(&storage, &sandbox, &failover, redis_port, 0, n0).await;
+    println!("failover latency, push → inbox one at a time ({samples} samples per phase):");
+    failover_latency(&storage, &sandbox, &worker_bin, redis_port, samples).await;
     println!("idle latency, push → inbox ({samples} samples, one at a time):");
     let (p50, p99, max) = idle_latency(&storage, &sandbox, &worker_bin, redis_port, samples).await;
     println!("  p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
@@ -231,4 +328,5 @@ async fn main() {
         "goal idle p99 < 500 ms: {p99:.1} ms — {}",
         verdict(p99 < 500.0)
     );
+    println!("primary down, second provider: {r_down:.0} jobs/s (vs {r0:.0} with the primary up)");
 }
