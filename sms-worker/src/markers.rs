@@ -97,7 +97,7 @@ impl SentMarkers {
     pub async fn begin_attempt(&self, job: &SendSmsCode, provider: &str) -> redis::RedisResult<()> {
         let ttl = (job.expires_at() - Utc::now()).num_seconds().max(1);
         self.conn
-            .clone()
+            .replay(Replay::Safe)
             .set_ex(
                 keys::sms_attempt_pending(&job.request_id),
                 provider,
@@ -109,7 +109,7 @@ impl SentMarkers {
     /// The call's answer showed that nothing was sent: forget the pending attempt.
     pub async fn end_attempt(&self, job: &SendSmsCode) -> redis::RedisResult<()> {
         self.conn
-            .clone()
+            .replay(Replay::Safe)
             .del(keys::sms_attempt_pending(&job.request_id))
             .await
     }
@@ -117,7 +117,7 @@ impl SentMarkers {
     /// The provider of a call of `job` whose answer nobody saw, if any.
     pub async fn pending_attempt(&self, job: &SendSmsCode) -> redis::RedisResult<Option<String>> {
         self.conn
-            .clone()
+            .replay(Replay::Safe)
             .get(keys::sms_attempt_pending(&job.request_id))
             .await
     }
@@ -133,7 +133,8 @@ impl SentMarkers {
                 job.mobile.as_str(),
             ))
             .arg(ttl)
-            .invoke_async(&mut self.conn.clone())
+            // Safe to resend: a second run finds the refund marker and gives nothing back.
+            .invoke_async(&mut self.conn.replay(Replay::Safe))
             .await
     }
 }
