@@ -546,3 +546,139 @@ async fn clear_ends_queued_faults_but_keeps_the_records() {
         "the calls before the clear are kept"
     );
 }
+
+/// An Aliyun `SendSms` to `to` with `out_id`, signed with a fresh nonce.
+async fn aliyun_send(sandbox: &Sandbox, to: &str, out_id: &str, nonce: &str) -> Value {
+    let a = &sandbox.config().aliyun;
+    let timestamp = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut params: Vec<(String, String)> = [
+        ("AccessKeyId", a.access_key_id.as_str()),
+        ("Action", "SendSms"),
+        ("Format", "JSON"),
+        ("RegionId", "cn-hangzhou"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureNonce", nonce),
+        ("SignatureVersion", "1.0"),
+        ("Timestamp", &timestamp),
+        ("Version", sms_sandbox::aliyun::VERSION),
+        ("PhoneNumbers", to),
+        ("SignName", &a.sign_name),
+        ("TemplateCode", &a.template_code),
+        ("TemplateParam", r#"{"code":"123456"}"#),
+        ("OutId", out_id),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let signature = sms_sandbox::aliyun::signature(&a.access_key_secret, "POST", &params);
+    params.push(("Signature".into(), signature));
+    let res = harness::http_client()
+        .post(format!("{}/", sandbox.base_url()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&params).expect("form"))
+        .send()
+        .await
+        .expect("the sandbox answers");
+    res.json().await.expect("JSON")
+}
+
+/// A Tencent `SendSms` to `to` with `context`, signed.
+async fn tencent_send(sandbox: &Sandbox, to: &str, context: &str) -> Value {
+    use sms_sandbox::tencent;
+    let t = &sandbox.config().tencent;
+    let body = json!({
+        "PhoneNumberSet": [format!("+86{to}")], "SmsSdkAppId": t.sdk_app_id,
+        "SignName": t.sign_name, "TemplateId": t.template_id,
+        "TemplateParamSet": ["123456", "5"], "SessionContext": context,
+    })
+    .to_string();
+    let host = format!("127.0.0.1:{}", sandbox.port());
+    let now = Utc::now().timestamp();
+    let date = tencent::date_of(now).expect("date");
+    let headers = vec![
+        (
+            "content-type".to_owned(),
+            "application/json; charset=utf-8".to_owned(),
+        ),
+        ("host".to_owned(), host),
+    ];
+    let canonical = tencent::canonical_request(&headers, body.as_bytes());
+    let sts = tencent::string_to_sign(now, &date, "sms", &canonical);
+    let signature = tencent::signature(&t.secret_key, &date, "sms", &sts);
+    let auth = format!(
+        "TC3-HMAC-SHA256 Credential={}/{date}/sms/tc3_request, SignedHeaders=content-type;host, Signature={signature}",
+        t.secret_id
+    );
+    let res = harness::http_client()
+        .post(format!("{}/", sandbox.base_url()))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header("X-TC-Action", "SendSms")
+        .header("X-TC-Version", tencent::VERSION)
+        .header("X-TC-Timestamp", now.to_string())
+        .header("X-TC-Region", "ap-guangzhou")
+        .header("Authorization", auth)
+        .body(body)
+        .send()
+        .await
+        .expect("the sandbox answers");
+    res.json().await.expect("JSON")
+}
+
+#[tokio::test]
+async fn only_ccp_de_duplicates_aliyun_and_tencent_send_a_repeated_request_again() {
+    let sandbox = Sandbox::start(SandboxConfig::random()).await;
+    let c = sandbox.config().clone();
+    // CCP: the same reqId to another number is refused (160054).
+    let (_, first) = send(&sandbox, body(&c, MOBILE, "same")).await;
+    let (_, again) = send(&sandbox, body(&c, "13900139000", "same")).await;
+    assert_eq!(
+        (first["statusCode"].as_str(), again["statusCode"].as_str()),
+        (Some("000000"), Some("160054"))
+    );
+    // Aliyun: the same OutId to another number is a second message; a reused nonce is refused.
+    assert_eq!(
+        aliyun_send(&sandbox, MOBILE, "same", "n1").await["Code"],
+        "OK"
+    );
+    assert_eq!(
+        aliyun_send(&sandbox, "13900139000", "same", "n2").await["Code"],
+        "OK"
+    );
+    assert_eq!(
+        aliyun_send(&sandbox, "13700137000", "same", "n2").await["Code"],
+        "SignatureNonceUsed"
+    );
+    // Aliyun's flow control: a second code to one number within a minute is refused.
+    assert_eq!(
+        aliyun_send(&sandbox, MOBILE, "other", "n3").await["Code"],
+        "isv.BUSINESS_LIMIT_CONTROL"
+    );
+    // Tencent: the same SessionContext to another number is a second message; the same content
+    // to the same number within 30 s is refused for that number.
+    let ok = tencent_send(&sandbox, MOBILE, "same").await;
+    assert_eq!(ok["Response"]["SendStatusSet"][0]["Code"], "Ok", "{ok}");
+    assert_eq!(ok["Response"]["SendStatusSet"][0]["SessionContext"], "same");
+    assert_eq!(
+        tencent_send(&sandbox, "13900139000", "same").await["Response"]["SendStatusSet"][0]["Code"],
+        "Ok"
+    );
+    assert_eq!(
+        tencent_send(&sandbox, MOBILE, "again").await["Response"]["SendStatusSet"][0]["Code"],
+        "LimitExceeded.PhoneNumberThirtySecondLimit"
+    );
+    let carriers: Vec<(String, String)> = sandbox
+        .messages()
+        .into_iter()
+        .map(|m| (m.provider, m.to))
+        .collect();
+    assert_eq!(
+        carriers,
+        [
+            ("ccp".to_owned(), MOBILE.to_owned()),
+            ("aliyun".to_owned(), MOBILE.to_owned()),
+            ("aliyun".to_owned(), "13900139000".to_owned()),
+            ("tencent".to_owned(), MOBILE.to_owned()),
+            ("tencent".to_owned(), "13900139000".to_owned()),
+        ]
+    );
+}
