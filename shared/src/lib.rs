@@ -18,5 +18,6 @@ pub mod queue;
 pub mod rate_limit;
 pub mod redis_client;
 pub mod redis_pool;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -4,14 +4,13 @@
 //! Migrations are not run here but before `build` ([`crate::migrate`], and by `spawn_app` in
 //! tests): the service must start without its database.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use shared::client_ip::TrustedProxies;
 use shared::metrics::Metrics;
 use shared::redis_client::{RedisClient, Timeouts};
+use shared::server::Bound;
 
 use crate::config::Config;
 use crate::db::Db;
@@ -25,18 +24,8 @@ use crate::metrics::UsersMetrics;
 use crate::routes;
 
 /// A bound, not yet running, users-svc.
-pub struct Application {
-    port: u16,
-    server: Server,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct Application(Bound);
 
 /// The clients one HTTP worker uses. Each actix worker runs its own single-threaded runtime;
 /// giving each its own pools and limiter connection keeps every socket on the runtime of the
@@ -66,9 +55,7 @@ impl Application {
     /// Bind the listener and assemble the server. No client connects here, so the service
     /// starts (and answers 503 until they are reachable) without MariaDB or Redis.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen.address())
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
-        let port = listener.local_addr()?.port();
+        let (listener, port) = shared::server::bind(&config.listen)?;
         // Built once here so that a bad setting fails start-up, not a worker.
         drop(WorkerClients::build(&config)?);
         let metrics = Metrics::new("users-svc");
@@ -117,20 +104,19 @@ impl Application {
                 .configure(routes::configure)
         })
         .workers(workers)
-        .shutdown_timeout(10)
+        .shutdown_timeout(shared::server::SHUTDOWN_TIMEOUT_SECS)
         .listen(listener)?
         .run();
-        tracing::info!(port, "users-svc listening");
-        Ok(Self { port, server })
+        Ok(Self(Bound::new("users-svc", port, server)))
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// Serve until SIGTERM/SIGINT; in-flight requests are finished first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.0.run_until_stopped().await
     }
 }

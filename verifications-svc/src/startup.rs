@@ -1,12 +1,10 @@
 //! Building the HTTP server: bind first (so a test can ask for port 0 and learn the port),
 //! then serve until a shutdown signal.
 
-use std::net::TcpListener;
-
-use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
 use shared::client_ip::TrustedProxies;
 use shared::metrics::Metrics;
+use shared::server::Bound;
 
 use crate::config::Config;
 use crate::domain::captcha::RenderLimit;
@@ -15,25 +13,13 @@ use crate::routes;
 use crate::state::Codes;
 
 /// A bound, not yet running, verifications-svc.
-pub struct Application {
-    port: u16,
-    server: Server,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct Application(Bound);
 
 impl Application {
     /// Bind the listener and assemble the server with its shared clients.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen.address())
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
-        let port = listener.local_addr()?.port();
+        let (listener, port) = shared::server::bind(&config.listen)?;
         let metrics = Metrics::new("verifications-svc");
         let verification_metrics = web::Data::new(VerificationMetrics::register(
             &metrics,
@@ -60,20 +46,19 @@ impl Application {
                 .configure(routes::configure)
         })
         .workers(workers)
-        .shutdown_timeout(10)
+        .shutdown_timeout(shared::server::SHUTDOWN_TIMEOUT_SECS)
         .listen(listener)?
         .run();
-        tracing::info!(port, "verifications-svc listening");
-        Ok(Self { port, server })
+        Ok(Self(Bound::new("verifications-svc", port, server)))
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// Serve until SIGTERM/SIGINT; in-flight requests are finished first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.0.run_until_stopped().await
     }
 }
