@@ -45,12 +45,17 @@ const interpolate = (node) => {
     })
     .replace(/\$\$/g, "$");
 };
-// JWT_SECRET has no default (a default would be a secret published here), and the development
-// value is long enough for users-svc to accept it.
-const rawCompose = doc.toJS({ maxAliasCount: 1000 });
-const rawJwt = rawCompose?.services?.["users-svc"]?.environment?.JWT_SECRET;
-if (typeof rawJwt !== "string" || !/^\$\{JWT_SECRET:\?[^}]+\}$/.test(rawJwt)) {
-  problems.push(`compose.yaml: users-svc JWT_SECRET must be required (\${JWT_SECRET:?...}), not ${JSON.stringify(rawJwt)}`);
+// The secrets have no default anywhere in compose.yaml (a default would be a secret published
+// here): every use is ${NAME:?...}. deploy/dev.env holds their development values, and the
+// JWT one is long enough for users-svc to accept it.
+const composeText = fs.readFileSync(composePath, "utf8");
+for (const name of ["JWT_SECRET", "REDIS_PASSWORD", "MARIADB_PASSWORD", "MARIADB_MIGRATE_PASSWORD"]) {
+  const uses = [...composeText.matchAll(new RegExp(`\\$\\{${name}([^}]*)\\}`, "g"))];
+  if (!uses.length) problems.push(`compose.yaml: ${name} is not used`);
+  for (const m of uses) {
+    if (!m[1].startsWith(":?")) problems.push(`compose.yaml: \${${name}${m[1]}} must be required (\${${name}:?...}), no default`);
+  }
+  if (!devEnv[name]) problems.push(`deploy/dev.env: ${name} missing (the dev profile could not start)`);
 }
 if (Buffer.byteLength(devEnv.JWT_SECRET || "") < 32) problems.push("deploy/dev.env: JWT_SECRET shorter than 32 bytes");
 const compose = interpolate(doc.toJS({ maxAliasCount: 1000 }));

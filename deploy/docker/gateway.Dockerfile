@@ -1,26 +1,35 @@
-# syntax=docker/dockerfile:1
-# gateway: nginx in front of the services (docs/http-contract.md §1), serving the register page and
+# gateway: nginx in front of the services (DESIGN §1), serving the register page and
 # /openapi.json. The same template as `deploy/dev up` (deploy/nginx/meiduo.conf.template),
 # rendered at start by deploy/nginx/render.sh (the one renderer) with envsubst limited to its four
-# variables.
+# variables, then nginx runs.
 #
 #   docker build -f deploy/docker/gateway.Dockerfile -t meiduo/gateway .
 #
-# Runs as the image's unprivileged `nginx` user (uid 101) on port 8080: the master process never
-# has root, so the main config (deploy/nginx/nginx.conf) keeps its pid and temp files in /tmp.
+# Debian's nginx-light on Debian slim: the same nginx build `deploy/dev up`, the end-to-end tests
+# and deploy/checks use, so what the tests prove is what runs here. Runs as the unprivileged
+# `nginx` user (uid 101) on port 8080: the master never has root, so the main config
+# (deploy/nginx/nginx.conf) keeps its pid and temp files in /tmp/nginx (a tmpfs under compose's
+# read-only root filesystem).
 
-ARG NGINX_IMAGE=nginx:stable
-FROM ${NGINX_IMAGE}
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 
-# The official image's default server (port 80) is replaced by ours; conf.d is written at start
-# by the render script, which runs as the nginx user.
-RUN rm -f /etc/nginx/conf.d/default.conf \
-    && chown nginx:nginx /etc/nginx/conf.d \
-    && mkdir -p /tmp/nginx /usr/share/meiduo/web /etc/meiduo \
-    && chown nginx:nginx /tmp/nginx
+# Debian's postinst would start nginx and install the default site: policy-rc.d forbids the
+# start, the default site is removed; apt's lists and caches are removed in the same layer.
+RUN printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends nginx-light gettext-base \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log \
+       /usr/sbin/policy-rc.d /etc/nginx/sites-enabled /etc/nginx/sites-available /var/www/html \
+    && groupadd --system --gid 101 nginx \
+    && useradd --system --uid 101 --gid nginx --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin nginx \
+    && mkdir -p /usr/share/meiduo/web /etc/meiduo /etc/nginx/conf.d \
+    && chown nginx:nginx /etc/nginx/conf.d
 COPY deploy/nginx/nginx.conf /etc/nginx/nginx.conf
 COPY deploy/nginx/meiduo.conf.template /etc/meiduo/meiduo.conf.template
-COPY --chmod=0755 deploy/nginx/render.sh /docker-entrypoint.d/19-meiduo-render.sh
+COPY --chmod=0755 deploy/nginx/render.sh /usr/local/bin/meiduo-render
 # The register page and the OpenAPI document (deploy/web/openapi.json is a symlink to it in the
 # repository; the image gets the real file).
 COPY deploy/web/*.html deploy/web/*.js deploy/web/*.css /usr/share/meiduo/web/
@@ -34,13 +43,15 @@ ENV LISTEN=8080 \
     USERS_UPSTREAM=users-svc:8002 \
     WEB_ROOT=/usr/share/meiduo/web \
     MEIDUO_TEMPLATE=/etc/meiduo/meiduo.conf.template \
-    MEIDUO_CONF_OUT=/etc/nginx/conf.d/meiduo.conf \
-    NGINX_ENTRYPOINT_QUIET_LOGS=1
+    MEIDUO_CONF_OUT=/etc/nginx/conf.d/meiduo.conf
 
-USER nginx
+USER 101:101
 EXPOSE 8080
-# nginx's own liveness location; bash /dev/tcp works whether or not the image ships curl.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /gateway/healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && read -r -t 3 status <&3 && [[ $status == *' 200 '* ]]"]
+# nginx's own liveness location, over bash /dev/tcp (no curl in the image).
+HEALTHCHECK --interval=1s --timeout=2s --start-period=10s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /gateway/healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && read -r -t 2 status <&3 && [[ $status == *' 200 '* ]]"]
+# SIGQUIT: nginx's graceful shutdown (finish the requests in flight).
 STOPSIGNAL SIGQUIT
-CMD ["nginx", "-g", "daemon off;"]
+# Render (conf.d is a tmpfs owned by nginx under compose's read-only root), then exec nginx.
+ENTRYPOINT ["sh", "-c", "/usr/local/bin/meiduo-render && exec \"$@\"", "gateway-start"]
+CMD ["nginx", "-e", "stderr", "-g", "daemon off;"]

@@ -55,6 +55,10 @@ pub struct DatabaseConfig {
     /// (one `DO 0`) before a request gets it, so one that died meanwhile (a MariaDB restart,
     /// `wait_timeout`) is replaced instead of failing the request's query.
     pub idle_check: Duration,
+    /// `MIGRATE_AT_START`, default true: apply pending migrations before serving. Compose sets
+    /// false: a one-shot `users-svc migrate` runs them with its own account, and the serving
+    /// account may not alter tables (it could not create diesel's bookkeeping table).
+    pub migrate_at_start: bool,
 }
 
 /// How passwords are hashed (docs/users-table.md §2).
@@ -135,7 +139,8 @@ impl Config {
 }
 
 impl DatabaseConfig {
-    /// Read `DATABASE_URL`, `DB_POOL_SIZE`, `DB_TIMEOUT_MS`, `DB_IDLE_CHECK_MS` (also used alone by `users-svc migrate`).
+    /// Read `DATABASE_URL`, `DB_POOL_SIZE`, `DB_TIMEOUT_MS`, `DB_IDLE_CHECK_MS`,
+    /// `MIGRATE_AT_START` (also used alone by `users-svc migrate`).
     pub fn read(env: &mut Env) -> Self {
         Self {
             url: env.url(
@@ -146,6 +151,7 @@ impl DatabaseConfig {
             pool_size: env.int_in("DB_POOL_SIZE", 16, 1, 1024),
             timeout: env.millis("DB_TIMEOUT_MS", 2000),
             idle_check: env.millis("DB_IDLE_CHECK_MS", 1000),
+            migrate_at_start: env.parse("MIGRATE_AT_START", true),
         }
     }
 }
@@ -197,6 +203,9 @@ mod tests {
         assert_eq!(c.wrong_codes_per_ip_per_hour, 20);
         assert_eq!(c.trusted_proxies.len(), 1);
         assert_eq!(c.listen.port, 8002);
+        assert!(c.database.migrate_at_start);
+        let c = with(&[("JWT_SECRET", SECRET), ("MIGRATE_AT_START", "false")]).expect("valid");
+        assert!(!c.database.migrate_at_start);
     }
 
     #[test]

@@ -33,8 +33,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env().unwrap_or_else(|e| e.exit());
-    let applied = migrate::apply_pending(&config.database.url).await?;
-    tracing::info!(?applied, "migrations up to date");
+    if config.database.migrate_at_start {
+        let applied = migrate::apply_pending(&config.database.url).await?;
+        tracing::info!(?applied, "migrations up to date");
+    } else {
+        tracing::info!("MIGRATE_AT_START=false: migrations are left to `users-svc migrate`");
+    }
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;
     Ok(())
