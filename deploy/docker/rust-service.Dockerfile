@@ -20,11 +20,16 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
-# The binaries are copied out of the cache mount (it is not part of the image).
+# COPY keeps the context's modification times, and target/ is a cache mount that outlives
+# builds: sources older than what the cache compiled last (another branch, an older commit)
+# would look fresh to cargo and the image would get a stale binary. Touching them first makes
+# cargo rebuild the workspace's own crates whenever this stage runs (the registry crates stay
+# cached). The binaries are copied out of the cache mount (it is not part of the image).
 RUN --mount=type=cache,id=meiduo-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=meiduo-cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=meiduo-target,target=/src/target,sharing=locked \
-    cargo build --release --locked --workspace --bins \
+    find . -path ./target -prune -o -type f -exec touch {} + \
+    && cargo build --release --locked --workspace --bins \
     && mkdir -p /out \
     && for bin in verifications-svc users-svc sms-worker sms-sandbox; do \
          install -m 0755 "target/release/$bin" "/out/$bin" || exit 1; \
