@@ -16,6 +16,9 @@
 //! - When the worker fails (Redis restarted and forgot the registration, a connection error),
 //!   a fresh worker with a new name replaces it after a short pause, so the process resumes by
 //!   itself; whatever the failed one held is recovered as an orphan.
+//! - The worker takes each job's stored bytes as they are ([`RawJob`]) and decodes them in the
+//!   job function: a payload that does not decode goes to the dead-letter list
+//!   ([`crate::dead_letter`]) instead of failing apalis' stream, which would stop the worker.
 //! - Beside the worker runs [`crate::housekeeping`]: the backlog guard and the reaper of
 //!   finished jobs, two things apalis-redis leaves undone.
 
@@ -23,11 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
-use shared::jobs::SendSmsCode;
+use apalis_redis::RedisStorage;
 use shared::queue::SmsStorage;
+use shared::redis_client::RedisClient;
 use tokio::sync::watch;
 
 use crate::config;
+use crate::dead_letter::{DeadLetters, RawCodec, RawJob};
 use crate::delivery::{Deliverer, Outcome};
 use crate::housekeeping;
 
@@ -37,12 +42,19 @@ pub struct Consumer {
     storage: SmsStorage,
     settings: config::Consumer,
     deliverer: Arc<Deliverer>,
+    dead_letters: DeadLetters,
     instance: String,
 }
 
 impl Consumer {
-    /// A consumer of `storage` (the shared SMS storage) with this process's settings.
-    pub fn new(storage: SmsStorage, settings: config::Consumer, deliverer: Arc<Deliverer>) -> Self {
+    /// A consumer of `storage` (the shared SMS storage) with this process's settings; jobs that
+    /// do not decode go to `dead_letters`.
+    pub fn new(
+        storage: SmsStorage,
+        settings: config::Consumer,
+        deliverer: Arc<Deliverer>,
+        dead_letters: DeadLetters,
+    ) -> Self {
         let apalis_config = storage
             .get_config()
             .clone()
@@ -59,6 +71,7 @@ impl Consumer {
             storage: storage.with_config(apalis_config),
             settings,
             deliverer,
+            dead_letters,
             instance: instance_name(),
         }
     }
@@ -88,13 +101,14 @@ impl Consumer {
             }
             let name = format!("{}-{generation}", self.instance);
             let backend = self
-                .storage
-                .clone()
+                .raw_storage()
+                .with_codec(RawCodec)
                 .poll_with_interval(self.settings.poll_interval);
             let worker = WorkerBuilder::new(name.as_str())
                 .backend(backend)
                 .concurrency(self.settings.concurrency)
                 .data(self.deliverer.clone())
+                .data(self.dead_letters.clone())
                 .build(handle);
             let mut signal_rx = stop.clone();
             let signal = async move {
@@ -128,6 +142,12 @@ impl Consumer {
         }
     }
 
+    /// The same queue as [`Consumer::storage`], handing each job over as its stored bytes.
+    fn raw_storage(&self) -> RedisStorage<RawJob, RedisClient> {
+        RedisStorage::new(self.storage.clone().get_connection().clone())
+            .with_config(self.storage.get_config().clone())
+    }
+
     /// After a clean stop, every job this worker ran is acknowledged and the prefetched ones
     /// were handed back, so whatever is still in its in-flight set came from a fetch cut short
     /// by the stop. apalis has already removed the worker from the registry, so orphan recovery
@@ -153,9 +173,28 @@ impl Consumer {
     }
 }
 
-/// The apalis job function: deliver on the multi-threaded runtime (the worker itself polls its
-/// jobs from one task) and tell apalis whether the job is done.
-async fn handle(job: SendSmsCode, deliverer: Data<Arc<Deliverer>>) -> Result<(), BoxDynError> {
+/// The apalis job function: decode the job (or bury it as a dead letter), deliver on the
+/// multi-threaded runtime (the worker itself polls its jobs from one task) and tell apalis
+/// whether the job is done.
+async fn handle(
+    raw: RawJob,
+    task_id: TaskId,
+    worker: WorkerContext,
+    deliverer: Data<Arc<Deliverer>>,
+    dead_letters: Data<DeadLetters>,
+) -> Result<(), BoxDynError> {
+    let job = match raw.decode() {
+        Ok(job) => job,
+        Err(reason) => {
+            let id = task_id.to_string();
+            // If the list cannot be written the error sends the job back to the queue: it is
+            // tried again later, and the worker goes on.
+            dead_letters.bury(&id, &raw, &reason, worker.name()).await?;
+            deliverer.count_dead_letter();
+            tracing::error!(task_id = %id, %reason, "undecodable job moved to the dead-letter list");
+            return Ok(());
+        }
+    };
     let deliverer = Arc::clone(&deliverer);
     let outcome = tokio::spawn(async move { deliverer.deliver(&job).await }).await?;
     match outcome {

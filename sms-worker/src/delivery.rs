@@ -188,26 +188,68 @@ impl Deliverer {
         }
     }
 
-    /// Expired, or already sent: the job is finished before any call.
+    /// Already sent, or the code no longer valid: the job is finished before any call. Both
+    /// are read from the verify-codes Redis in one script ([`SentMarkers::check`]): Redis'
+    /// clock alone (the `PTTL` of `sms_{mobile}` while it holds this job's code) says whether
+    /// the code still lives. While that Redis cannot be read nothing is sent blind: the job
+    /// waits ([`Deliverer::patiently`]), at most the code's full life from now.
     async fn precheck(&self, job: &SendSmsCode) -> Option<Outcome> {
-        if job.is_expired(Utc::now()) {
-            tracing::warn!(created_at = %job.created_at, "code expired before it was sent: job dropped");
+        let longest = Instant::now() + Duration::from_secs(u64::from(job.ttl_minutes) * 60);
+        let check = match self
+            .patiently(longest, "read the sent marker", || self.markers.check(job))
+            .await
+        {
+            Ok(check) => check,
+            Err(outcome) => return Some(outcome),
+        };
+        if check.sent {
+            tracing::info!("already sent: redelivered job skipped");
+            return Some(Outcome::AlreadySent);
+        }
+        if check.code_left.is_none() {
+            tracing::warn!(created_at = %job.created_at, "the code is no longer valid (expired, replaced, used): job dropped");
             return Some(Outcome::Expired);
         }
-        match self.markers.is_sent(job).await {
-            Ok(true) => {
-                tracing::info!("already sent: redelivered job skipped");
-                Some(Outcome::AlreadySent)
+        None
+    }
+
+    /// Run `op` against the verify-codes Redis until it answers. While Redis cannot be reached
+    /// the job waits (the retries' jittered backoff) instead of going on blind (a marker not
+    /// read could mean a second SMS): `Err(Expired)` once the next try would come after
+    /// `deadline`, `Err(Requeued)` if the worker begins stopping meanwhile.
+    async fn patiently<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        what: &'static str,
+        op: F,
+    ) -> Result<T, Outcome>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut waits = 0u32;
+        loop {
+            let error = match op().await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            waits = waits.saturating_add(1);
+            let delay = backoff(&self.retry, waits);
+            if Instant::now() + delay >= deadline {
+                tracing::error!(%error, what, "the verify-codes Redis stayed unreachable until the code expires: job dropped");
+                return Err(Outcome::Expired);
             }
-            Ok(false) => None,
-            // Sending anyway is the better failure: the pending-attempt record and the
-            // providers' own stories still stop a double send, and an undelivered code blocks
-            // a registration.
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the sent marker; sending anyway");
-                None
+            self.metrics.redis_waits.inc();
+            tracing::warn!(%error, what, delay_ms = delay.as_millis() as u64, "the verify-codes Redis is unreachable; waiting");
+            if !self.sleep_unless_stopping(delay).await {
+                return Err(Outcome::Requeued);
             }
         }
+    }
+
+    /// Count a job that was not delivered because its payload did not decode.
+    pub fn count_dead_letter(&self) {
+        self.metrics.jobs.with_label_values(&["dead_letter"]).inc();
     }
 
     /// A fresh progress; a call of an earlier delivery with no known answer makes it start

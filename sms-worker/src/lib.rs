@@ -8,6 +8,7 @@
 //! - [`delivery`]: the rules of one delivery (expiry, idempotency, retries with backoff,
 //!   failover between providers);
 //! - [`breaker`]: a circuit breaker per provider;
+//! - [`dead_letter`]: jobs whose payload does not decode, listed with the reason;
 //! - [`provider`]: the provider trait and its `ccp`, `aliyun`, `tencent` and `log`
 //!   implementations;
 //! - [`markers`]: the "sent" markers and the attempt counters in the verify-codes Redis;
@@ -16,6 +17,7 @@
 pub mod breaker;
 pub mod config;
 pub mod consumer;
+pub mod dead_letter;
 pub mod delivery;
 pub mod housekeeping;
 pub mod markers;

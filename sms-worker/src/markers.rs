@@ -8,6 +8,7 @@
 //! at 1 whenever the job is redelivered (SIGTERM requeue, orphan recovery, a new worker), so
 //! one job could reach the provider `SMS_MAX_ATTEMPTS` × k times; the shared one cannot.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -32,6 +33,29 @@ impl std::fmt::Debug for SentMarkers {
     }
 }
 
+/// KEYS: the sent marker, `sms_{mobile}`; ARGV: the job's code. Returns `{marker exists (0/1),
+/// ms the code has left}` (-2: no such code any more, -1: no expiry). Reads only.
+static CHECK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local left = -2
+if redis.call('GET', KEYS[2]) == ARGV[1] then left = redis.call('PTTL', KEYS[2]) end
+return {redis.call('EXISTS', KEYS[1]), left}
+",
+    )
+});
+
+/// What the verify-codes Redis says about a job, by its clock alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    /// The provider accepted this job's message before.
+    pub sent: bool,
+    /// How long the job's code is still accepted (the `PTTL` of `sms_{mobile}` while it holds
+    /// this job's code); `None`: it no longer is (expired, replaced by a newer code, used,
+    /// deleted after wrong guesses).
+    pub code_left: Option<Duration>,
+}
+
 impl SentMarkers {
     /// Connect lazily to `url` (nothing happens until the first command).
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -47,6 +71,29 @@ impl SentMarkers {
             .replay(Replay::Safe)
             .exists(keys::sms_sent(&job.request_id))
             .await
+    }
+
+    /// Whether `job`'s message was already accepted, and how long its code has left: one
+    /// round trip, replay-safe (reads only).
+    pub async fn check(&self, job: &SendSmsCode) -> redis::RedisResult<Check> {
+        let (sent, left_ms): (i64, i64) = CHECK
+            .key(keys::sms_sent(&job.request_id))
+            .key(keys::sms_code(&job.mobile))
+            .arg(job.code.as_str())
+            .invoke_async(&mut self.conn.replay(Replay::Safe))
+            .await?;
+        let code_left = match left_ms {
+            // A code without expiry (verifications-svc never writes one): its nominal life.
+            -1 => Some(Duration::from_secs(u64::from(job.ttl_minutes) * 60)),
+            ms => u64::try_from(ms)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+        };
+        Ok(Check {
+            sent: sent == 1,
+            code_left,
+        })
     }
 
     /// Record that `job`'s message was accepted (SET NX EX: the first writer wins, and the

@@ -24,6 +24,9 @@ pub struct WorkerMetrics {
     pub quota_refunds: IntCounter,
     /// `sms_retries_total`: provider calls repeated after a retryable failure.
     pub retries: IntCounter,
+    /// `sms_verify_redis_waits_total`: waits of a job because the verify-codes Redis could not
+    /// be reached (sent marker, attempt counter).
+    pub redis_waits: IntCounter,
     /// `sms_queue_depth{state}`: jobs waiting (`active`) and scheduled for later
     /// (`scheduled`), read from Redis when `/metrics` is scraped.
     pub queue_depth: IntGaugeVec,
@@ -54,6 +57,11 @@ impl WorkerMetrics {
         )
         .expect("static metric options are valid");
         registry.register(Box::new(provider_latency.clone()));
+        let redis_waits = counter(
+            &registry,
+            "sms_verify_redis_waits_total",
+            "Waits of a job because the verify-codes Redis could not be reached",
+        );
         let retries = counter(
             &registry,
             "sms_retries_total",
@@ -84,6 +92,7 @@ impl WorkerMetrics {
             breaker_state,
             quota_refunds,
             retries,
+            redis_waits,
             queue_depth,
         }
     }

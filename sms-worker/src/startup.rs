@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::consumer::Consumer;
+use crate::dead_letter::DeadLetters;
 use crate::delivery::{Deliverer, Route};
 use crate::markers::SentMarkers;
 use crate::metrics::WorkerMetrics;
@@ -62,7 +63,8 @@ impl Application {
             metrics.clone(),
             stop_rx.clone(),
         ));
-        let consumer = Consumer::new(storage, config.consumer.clone(), deliverer);
+        let dead_letters = DeadLetters::new(queue_conn.clone(), &config.queue.name);
+        let consumer = Consumer::new(storage, config.consumer.clone(), deliverer, dead_letters);
 
         let probes = web::Data::new(Probes {
             queue: queue_conn,

@@ -357,45 +357,119 @@ async fn many_jobs_pushed_at_once_are_each_delivered_once() {
     app.stop().await;
 }
 
+/// The verify-codes Redis goes down (data kept) while two jobs arrive: the redelivery of one
+/// already sent and a new one. Neither is sent blind: each waits for Redis, and once Redis is
+/// back the new code goes out exactly once and the delivered one is not sent again.
 #[tokio::test]
-async fn with_the_verify_redis_down_codes_are_still_sent() {
-    // No marker can be read or written; the provider's reqId check is the remaining guard.
-    let world = World::new().await;
-    let app = spawn_app(with(
-        world.vars(),
-        &[("REDIS_URL", "redis://127.0.0.1:1/2")],
-    ))
-    .await;
-    let j = job();
-    world.push(&j).await;
-    assert!(eventually(SECS(10), || world.messages(&j).len() == 1).await);
-    assert_redelivery_is_stopped_by_the_providers_req_id(&world, &app, &j).await;
+async fn with_the_verify_redis_down_jobs_wait_and_each_code_is_sent_exactly_once() {
+    let mut server = harness::RedisServer::start();
+    let mut world = World::new().await;
+    world.verify = harness::TestRedis {
+        port: server.port,
+        db: 0,
+    };
+    let app = spawn_app(world.vars()).await;
+    let delivered = job();
+    world.push(&delivered).await;
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 1.0, SECS(10))
+            .await
+    );
+    let fresh = job();
+    world.store_code(&fresh);
+
+    server.stop_keeping_data();
+    world.enqueue(&delivered).await;
+    world.enqueue(&fresh).await;
+    // Until the worker met the outage (or, as it used to, sent blind).
+    let deadline = std::time::Instant::now() + SECS(10);
+    while app.metric("sms_verify_redis_waits_total").await < Some(2.0)
+        && world.calls(&delivered).len() < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no job met the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    server.start_again();
+
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="already_sent""#, 1.0, SECS(20))
+            .await
+    );
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 2.0, SECS(20))
+            .await
+    );
+    assert_eq!(world.calls(&delivered).len(), 1, "not sent again");
+    assert_eq!(world.messages(&delivered).len(), 1);
+    assert_eq!(
+        world.calls(&fresh).len(),
+        1,
+        "sent once, after Redis was back"
+    );
+    assert_eq!(world.messages(&fresh).len(), 1);
+    assert_eq!(world.messages(&fresh)[0].datas[0], fresh.code.as_str());
     app.stop().await;
 }
 
+/// Beside valid jobs, one that is not JSON and one from a producer that renamed a field: the
+/// valid ones are delivered once each, the other two are in the dead-letter list with the
+/// reason and finished (never retried), and the one worker never had to be replaced.
 #[tokio::test]
-async fn with_the_verify_redis_down_attempts_are_counted_in_memory_up_to_five() {
-    // The shared count is unavailable: one delivery still stops after five calls (the limit
-    // across redeliveries is what is lost while Redis is down).
+async fn undecodable_jobs_go_to_the_dead_letter_list_and_the_worker_goes_on() {
     let world = World::new().await;
-    let app = spawn_app(with(
-        world.vars(),
-        &[
-            ("REDIS_URL", "redis://127.0.0.1:1/2"),
-            ("SMS_RETRY_BASE_MS", "20"),
-        ],
-    ))
-    .await;
-    world.sandbox.inject(Fault::status_code(10, "160000"));
-    let j = job();
-    world.push(&j).await;
+    let app = spawn_app(world.vars()).await;
+    let (first, second) = (job(), job());
+    world.push(&first).await;
+    let garbage = b"garbage".to_vec();
+    let garbage_id = world.push_raw(&garbage);
+    let renamed = serde_json::to_string(&job())
+        .expect("JSON")
+        .replace("\"code\"", "\"sms_code\"")
+        .into_bytes();
+    let renamed_id = world.push_raw(&renamed);
+    world.push(&second).await;
+
     assert!(
-        app.wait_metric(r#"sms_jobs_total{outcome="exhausted""#, 1.0, SECS(20))
+        app.wait_metric(r#"sms_jobs_total{outcome="dead_letter""#, 2.0, SECS(10))
             .await
     );
-    assert_eq!(world.wait_finished(&j, SECS(5)).await, Finished::done());
-    assert_eq!(world.calls(&j).len(), 5);
-    assert!(world.messages(&j).is_empty());
+    assert!(
+        app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 2.0, SECS(10))
+            .await
+    );
+    for j in [&first, &second] {
+        assert_eq!(world.calls(j).len(), 1);
+        assert_eq!(world.messages(j).len(), 1);
+    }
+    let workers = world.workers();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert!(
+        workers[0].ends_with("-1"),
+        "the first worker, never replaced: {workers:?}"
+    );
+
+    let mut letters = world.dead_letters();
+    letters.sort_by_key(|l| l["task_id"].as_str().map(str::to_owned));
+    let mut want = vec![(garbage_id, garbage), (renamed_id, renamed)];
+    want.sort();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for (letter, (id, payload)) in letters.iter().zip(&want) {
+        let reason = serde_json::from_slice::<SendSmsCode>(payload)
+            .expect_err("not a job")
+            .to_string();
+        assert_eq!(letter["task_id"], id.as_str());
+        assert_eq!(letter["reason"], reason.as_str());
+        assert_eq!(letter["payload"], String::from_utf8_lossy(payload).as_ref());
+        assert_eq!(letter["worker"], workers[0].as_str());
+        assert_eq!(
+            world.finished_task(id),
+            Some(Finished::done()),
+            "acknowledged"
+        );
+    }
     app.stop().await;
 }
 

@@ -108,10 +108,95 @@ impl World {
         base_vars(&self.sandbox, &self.verify.url(), &self.queue_url)
     }
 
-    /// Push `job` through the shared storage, as verifications-svc does.
+    /// Store `job`'s code and push the job through the shared storage, as verifications-svc
+    /// does.
     pub async fn push(&self, job: &SendSmsCode) {
+        self.store_code(job);
+        self.enqueue(job).await;
+    }
+
+    /// Store `job`'s code as `sms_{mobile}` in the verify-codes Redis for the rest of its life
+    /// (`created_at` + TTL), or none if that has passed: the worker reads the code's remaining
+    /// life there.
+    pub fn store_code(&self, job: &SendSmsCode) {
+        self.store_codes(std::slice::from_ref(job));
+    }
+
+    /// [`World::store_code`] for many jobs, in one round trip.
+    pub fn store_codes(&self, jobs: &[SendSmsCode]) {
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let left = (job.expires_at() - Utc::now()).num_milliseconds();
+            let key = shared::keys::sms_code(&job.mobile);
+            if left > 0 {
+                pipe.cmd("SET")
+                    .arg(&key)
+                    .arg(job.code.as_str())
+                    .arg("PX")
+                    .arg(left)
+                    .ignore();
+            } else {
+                pipe.cmd("DEL").arg(&key).ignore();
+            }
+        }
+        let mut conn = self.verify.client().get_connection().expect("verify Redis");
+        pipe.query::<()>(&mut conn).expect("SET, DEL");
+    }
+
+    /// Push `job` only (a redelivery, or a job whose code is already stored).
+    pub async fn enqueue(&self, job: &SendSmsCode) {
         let mut storage = self.storage.clone();
         storage.push(job.clone()).await.expect("job queued");
+    }
+
+    /// Push `payload` as a job's stored bytes, the way apalis-redis' push script stores a job
+    /// (payload, metadata, due now): what a hand-pushed job or an older producer leaves.
+    /// Returns its task id.
+    pub fn push_raw(&self, payload: &[u8]) -> String {
+        let config = self.storage.get_config();
+        let id = uuid::Uuid::new_v4().to_string();
+        redis::pipe()
+            .hset(config.job_data_hash(), &id, payload)
+            .ignore()
+            .hset_multiple(
+                format!("{}:{id}", config.job_meta_hash()),
+                &[
+                    ("attempts", "0"),
+                    ("max_attempts", "25"),
+                    ("status", "Pending"),
+                ],
+            )
+            .ignore()
+            .zadd(config.scheduled_jobs_set(), &id, Utc::now().timestamp())
+            .ignore()
+            .query::<()>(&mut self.queue_conn())
+            .expect("HSET, ZADD");
+        id
+    }
+
+    /// The dead-letter list, newest first, each entry parsed.
+    pub fn dead_letters(&self) -> Vec<serde_json::Value> {
+        let key = sms_worker::dead_letter::key("test:sms");
+        let entries: Vec<String> = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.queue_conn())
+            .expect("LRANGE");
+        entries
+            .iter()
+            .map(|e| serde_json::from_str(e).expect("a JSON entry"))
+            .collect()
+    }
+
+    /// The names of the registered queue workers.
+    pub fn workers(&self) -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(self.storage.get_config().workers_set())
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.queue_conn())
+            .expect("ZRANGE")
     }
 
     /// Messages the sandbox recorded for `job`'s mobile.
@@ -232,7 +317,11 @@ impl World {
     pub fn finished(&self, job: &SendSmsCode) -> Option<Finished> {
         let ids = self.task_ids(job);
         assert_eq!(ids.len(), 1, "one task for the job: {ids:?}");
-        let id = &ids[0];
+        self.finished_task(&ids[0])
+    }
+
+    /// How apalis recorded the end of the task `id`, `None` until it was acknowledged.
+    pub fn finished_task(&self, id: &str) -> Option<Finished> {
         let config = self.storage.get_config();
         // `done_at` is written only by apalis's acknowledgement (`handle_results.lua`); the
         // push already wrote `status` = Pending.

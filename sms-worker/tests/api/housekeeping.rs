@@ -12,7 +12,16 @@ async fn a_backlog_larger_than_a_lua_unpack_is_consumed() {
     // 9000 jobs pushed while no worker runs: apalis-redis alone would fail every fetch
     // ("too many results to unpack"); the backlog guard moves them over in chunks.
     let world = World::new().await;
-    let jobs: Vec<_> = (0..9000).map(|_| job()).collect();
+    // One mobile each: a second code for a mobile would replace the first, whose job is then
+    // rightly dropped.
+    let jobs: Vec<_> = (0..9000)
+        .map(|i| {
+            let mut j = job();
+            j.mobile = shared::domain::Mobile::parse(&format!("137{i:08}")).expect("valid");
+            j
+        })
+        .collect();
+    world.store_codes(&jobs);
     let mut storage = world.storage.clone();
     apalis::prelude::TaskSink::push_bulk(&mut storage, jobs)
         .await

@@ -31,6 +31,7 @@ async fn after_a_queue_redis_restart_the_worker_resumes_by_itself() {
     server.restart();
 
     let after = job();
+    world.store_code(&after);
     let storage = queue_settings(&server.url(0))
         .storage(queue_settings(&server.url(0)).connection().expect("conn"));
     retry_until(Duration::from_secs(10), || {
