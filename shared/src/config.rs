@@ -177,6 +177,29 @@ impl Env {
     }
 }
 
+/// The verify-codes Redis every service reaches, read the same way everywhere: `REDIS_URL`
+/// (default `redis://127.0.0.1:6379/2`, `redis://` or `rediss://`) and `REDIS_TIMEOUT_MS`
+/// (default 1000: connect and response timeout, so a request fails fast while Redis is down).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+impl RedisSettings {
+    /// Read `REDIS_URL` and `REDIS_TIMEOUT_MS`.
+    pub fn from_env(env: &mut Env) -> Self {
+        Self {
+            url: env.url(
+                "REDIS_URL",
+                "redis://127.0.0.1:6379/2",
+                &["redis://", "rediss://"],
+            ),
+            timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
+        }
+    }
+}
+
 /// Where an HTTP service listens. `PORT=0` asks the OS for a free port (tests do this).
 #[derive(Debug, Clone)]
 pub struct Listen {

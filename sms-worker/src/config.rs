@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, Env, Listen};
+use shared::config::{ConfigError, Env, Listen, RedisSettings};
 use shared::queue::QueueSettings;
 
 /// Everything sms-worker reads at start-up.
@@ -183,12 +183,10 @@ impl Config {
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
         let listen = Listen::from_env(&mut env, 8003);
-        let redis_url = env.url(
-            "REDIS_URL",
-            "redis://127.0.0.1:6379/2",
-            &["redis://", "rediss://"],
-        );
-        let redis_timeout = env.millis("REDIS_TIMEOUT_MS", 1000);
+        let RedisSettings {
+            url: redis_url,
+            timeout: redis_timeout,
+        } = RedisSettings::from_env(&mut env);
         let queue = QueueSettings::from_env(&mut env);
         let concurrency = env.int_in("SMS_WORKER_CONCURRENCY", 32usize, 1, 4096);
         let consumer = Consumer {

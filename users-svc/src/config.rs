@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use shared::config::{ConfigError, Env, Listen};
+use shared::config::{ConfigError, Env, Listen, RedisSettings};
 use shared::cors::AllowedOrigins;
 
 /// The shortest `JWT_SECRET` accepted, in bytes: HS256 wants a key of at least its output size.
@@ -103,14 +103,12 @@ impl Config {
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let listen = Listen::from_env(&mut env, 8002);
+        let redis = RedisSettings::from_env(&mut env);
         let config = Self {
-            listen: Listen::from_env(&mut env, 8002),
-            redis_url: env.url(
-                "REDIS_URL",
-                "redis://127.0.0.1:6379/2",
-                &["redis://", "rediss://"],
-            ),
-            redis_timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
+            listen,
+            redis_url: redis.url,
+            redis_timeout: redis.timeout,
             database: DatabaseConfig::read(&mut env),
             hashing: HashingConfig {
                 bcrypt_cost: env.int_in("BCRYPT_COST", 12, 10, 31),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use shared::config::{ConfigError, Env, Listen};
+use shared::config::{ConfigError, Env, Listen, RedisSettings};
 use shared::cors::AllowedOrigins;
 use shared::queue::QueueSettings;
 
@@ -50,14 +50,12 @@ impl Config {
 
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
+        let listen = Listen::from_env(&mut env, 8001);
+        let redis = RedisSettings::from_env(&mut env);
         let config = Self {
-            listen: Listen::from_env(&mut env, 8001),
-            redis_url: env.url(
-                "REDIS_URL",
-                "redis://127.0.0.1:6379/2",
-                &["redis://", "rediss://"],
-            ),
-            redis_timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
+            listen,
+            redis_url: redis.url,
+            redis_timeout: redis.timeout,
             queue: QueueSettings::from_env(&mut env),
             sms_template_id: env.string("SMS_TEMPLATE_ID", "1"),
             send_limits: send_limits(&mut env),
