@@ -5,7 +5,8 @@
 # variable; every variable must be set and not empty (NGINX_USER may be empty).
 #
 #   render.sh [gateway [OUT]]   meiduo.conf.template: LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM
-#                               WEB_ROOT (the container runs it with no argument)
+#                               WEB_ROOT, and REAL_IP_FROM if set (the container runs it with no
+#                               argument)
 #   render.sh local OUT         local.conf.template, the main config outside a container:
 #                               NGINX_DIR NGINX_USER NGINX_WORKERS NGINX_CONNECTIONS
 #
@@ -20,7 +21,25 @@ case "$kind" in
     template=${MEIDUO_TEMPLATE:-$here/meiduo.conf.template}
     out=${2:-${MEIDUO_CONF_OUT:-}}
     required="LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM WEB_ROOT"
-    optional=""
+    optional="MEIDUO_REAL_IP"
+    # REAL_IP_FROM: the CIDRs (comma or space separated) of trusted proxies in front of the
+    # gateway; each becomes a set_real_ip_from line. Only address characters are accepted.
+    MEIDUO_REAL_IP=""
+    for cidr in $(printf '%s' "${REAL_IP_FROM:-}" | tr ',' ' '); do
+      case "$cidr" in
+        *[!0-9A-Fa-f.:/]*)
+          echo "$0: REAL_IP_FROM: $cidr is not an address or a CIDR" >&2
+          exit 2
+          ;;
+      esac
+      MEIDUO_REAL_IP="${MEIDUO_REAL_IP}set_real_ip_from $cidr;
+"
+    done
+    if [ -n "$MEIDUO_REAL_IP" ]; then
+      MEIDUO_REAL_IP="${MEIDUO_REAL_IP}real_ip_header X-Forwarded-For;
+real_ip_recursive on;"
+    fi
+    export MEIDUO_REAL_IP
     ;;
   local)
     template=$here/local.conf.template

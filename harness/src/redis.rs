@@ -88,6 +88,8 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
     cmd.arg("--port")
         .arg(port.to_string())
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        // As deployed (README, Redis memory): never evict codes, limits or jobs.
+        .args(["--maxmemory", "512mb", "--maxmemory-policy", "noeviction"])
         .args([
             "--protected-mode",
             "no",

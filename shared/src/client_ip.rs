@@ -49,7 +49,11 @@ pub fn of(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
-    resolve(peer, xff, trusted)
+    let client = resolve(peer, xff, trusted);
+    if let Some(ip) = client {
+        crate::concentration::observe(ip);
+    }
+    client
 }
 
 /// The rule, separated from actix for testing.

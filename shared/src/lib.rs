@@ -6,6 +6,7 @@
 //! No handlers and no SQL live here.
 
 pub mod client_ip;
+pub mod concentration;
 pub mod config;
 pub mod cors;
 pub mod domain;

@@ -37,6 +37,9 @@ pub struct Config {
     /// `CAPTCHA_MAX_CONCURRENT_RENDERS`, default 2 × cores: captcha renders at a time in this
     /// process (each holds a blocking-pool thread); more wait, then get 503.
     pub captcha_max_concurrent_renders: usize,
+    /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE`, default 60: captchas per client IP per minute
+    /// (429 beyond, before any render).
+    pub captcha_issue_limit_per_minute: u64,
     /// `CAPTCHA_RENDER_WAIT_MS`, default 250: how long a captcha request waits for a render slot
     /// before its 503.
     pub captcha_render_wait: Duration,
@@ -68,6 +71,12 @@ impl Config {
                 512,
             ),
             captcha_render_wait: env.millis("CAPTCHA_RENDER_WAIT_MS", 250),
+            captcha_issue_limit_per_minute: env.int_in(
+                "CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE",
+                60,
+                1,
+                1_000_000_000,
+            ),
         };
         env.finish()?;
         Ok(config)
@@ -128,6 +137,7 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         assert_eq!(c.captcha_max_concurrent_renders, 2 * cores);
         assert_eq!(c.captcha_render_wait, Duration::from_millis(250));
+        assert_eq!(c.captcha_issue_limit_per_minute, 60);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct VerificationMetrics {
     pub budget_used: IntGaugeVec,
     /// `sms_budget_limit{window}`: `SMS_BUDGET_PER_MINUTE|HOUR|DAY`.
     pub budget_limit: IntGaugeVec,
+    /// `captchas_refused_total{reason="issue_limit"}`: over
+    /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE`.
+    pub captchas_refused: IntCounterVec,
 }
 
 impl VerificationMetrics {
@@ -54,6 +57,11 @@ impl VerificationMetrics {
                 "sms_budget_limit",
                 "Global SMS budget of each window",
                 &["window"],
+            ),
+            captchas_refused: metrics.counter_vec(
+                "captchas_refused_total",
+                "Captcha requests refused before rendering, by reason",
+                &["reason"],
             ),
         };
         for w in BudgetWindow::ALL {

@@ -1,6 +1,7 @@
 //! What the handlers share: the clients and settings of one HTTP worker ([`Codes`]). Routes and
 //! start-up both depend on this module, and neither on the other.
 
+use shared::rate_limit::Limit;
 use shared::redis_client::RedisClient;
 
 use crate::config::Config;
@@ -18,6 +19,9 @@ pub struct Codes {
     pub sms: SmsCodes,
     /// One bound for the whole process, shared by every HTTP worker.
     pub render_limit: RenderLimit,
+    /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE` under `rl:captcha_issue:{ip}`: bounds the renders
+    /// and the `img_` keys (165 B each) one client can cause.
+    pub captcha_issue_limit: Limit,
 }
 
 impl Codes {
@@ -36,6 +40,11 @@ impl Codes {
             redis,
             queue_connection,
             render_limit,
+            captcha_issue_limit: Limit {
+                scope: "captcha_issue",
+                limit: config.captcha_issue_limit_per_minute,
+                window_secs: 60,
+            },
         })
     }
 }

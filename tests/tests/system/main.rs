@@ -9,6 +9,7 @@ mod browser;
 mod flow;
 mod gateway;
 mod openapi;
+mod proxy_hop;
 mod stack;
 mod startup;
 mod webdriver;

@@ -65,6 +65,8 @@ pub struct Options {
     pub env: BTreeMap<String, String>,
     /// Give verifications-svc and users-svc a Redis server of the test's own, which it may stop.
     pub private_redis: bool,
+    /// The gateway's `REAL_IP_FROM`: proxies in front of it whose X-Forwarded-For it believes.
+    pub real_ip_from: Option<String>,
 }
 
 impl Options {
@@ -203,7 +205,14 @@ impl Stack {
         for p in [&mut verifications, &mut users, &mut worker] {
             wait_healthy(p).await;
         }
-        let gateway = spawn_nginx(dir.path(), verifications.port, users.port);
+        let gateway = spawn_gateway(
+            dir.path(),
+            verifications.port,
+            users.port,
+            &workspace_root().join("deploy/web"),
+            default_nginx_user(),
+            options.real_ip_from.as_deref(),
+        );
         let watchdog = watch_test_process(
             dir.path(),
             [&gateway, &verifications, &users, &worker]
@@ -225,6 +234,25 @@ impl Stack {
             watchdog: Some(watchdog),
             dir,
         }
+    }
+
+    /// The gateway's access log so far.
+    pub fn gateway_access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("nginx/access.log")).unwrap_or_default()
+    }
+
+    /// The value of `key` in the verify-codes database.
+    pub async fn redis_get(&self, key: &str) -> Option<String> {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("a redis:// URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the test's Redis accepts connections");
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET works")
     }
 
     /// `http://127.0.0.1:<gateway port><path>`.
@@ -428,6 +456,25 @@ pub fn spawn_nginx_with(
     web_root: &Path,
     user_directive: &str,
 ) -> Process {
+    spawn_gateway(
+        dir,
+        verifications_port,
+        users_port,
+        web_root,
+        user_directive,
+        None,
+    )
+}
+
+/// [`spawn_nginx_with`], the gateway believing X-Forwarded-For from `real_ip_from`.
+fn spawn_gateway(
+    dir: &Path,
+    verifications_port: u16,
+    users_port: u16,
+    web_root: &Path,
+    user_directive: &str,
+    real_ip_from: Option<&str>,
+) -> Process {
     let nginx = find_binary("nginx", "nginx-light");
     let port = free_port();
     let conf_dir = dir.join("nginx");
@@ -444,6 +491,7 @@ pub fn spawn_nginx_with(
             ),
             ("USERS_UPSTREAM", format!("127.0.0.1:{users_port}")),
             ("WEB_ROOT", web_root.display().to_string()),
+            ("REAL_IP_FROM", real_ip_from.unwrap_or_default().to_owned()),
         ],
     );
     render_nginx(

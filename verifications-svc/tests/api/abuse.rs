@@ -317,3 +317,39 @@ async fn the_success_path_takes_three_redis_round_trips() {
         "{commands:#?}"
     );
 }
+
+#[tokio::test]
+async fn captcha_issuance_past_the_per_minute_limit_answers_429_before_any_render() {
+    let app = app_with(&[("CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
+    for n in 1..=3 {
+        assert_eq!(app.image_code(&new_id()).await.status(), 200, "captcha {n}");
+    }
+    let id = new_id();
+    let (status, retry, body) = answer(app.image_code(&id).await).await;
+    assert_eq!((status, body.as_str()), (429, THROTTLED));
+    assert!((50..=60).contains(&retry), "{retry}");
+    assert_eq!(app.value(&format!("img_{id}")), None, "nothing stored");
+    assert_eq!(
+        app.value("rl:captcha_issue:127.0.0.1").as_deref(),
+        Some("4"),
+        "refused hits count too"
+    );
+    let res = app
+        .http
+        .get(format!("{}/image_codes/{}/", app.address, new_id()))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200, "another client has its own budget");
+    assert_eq!(
+        app.metric(r#"captchas_refused_total{reason="issue_limit",service="verifications-svc"}"#)
+            .await,
+        1
+    );
+    assert_eq!(
+        app.metric(r#"codes_issued_total{kind="image",service="verifications-svc"}"#)
+            .await,
+        4
+    );
+}

@@ -26,8 +26,13 @@ async fn a_captcha_is_a_png_whose_text_is_stored_for_300_seconds() {
     assert!(text.bytes().all(|b| ALPHABET.contains(&b)), "{text}");
     let ttl = app.ttl(&key);
     assert!((295..=300).contains(&ttl), "TTL {ttl}");
-    let keys: Vec<String> = app.redis_conn().keys("*").expect("KEYS");
-    assert_eq!(keys, vec![key], "nothing else is written");
+    let mut keys: Vec<String> = app.redis_conn().keys("*").expect("KEYS");
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![key, "rl:captcha_issue:127.0.0.1".to_owned()],
+        "nothing else is written but the issuance counter"
+    );
     assert_eq!(
         app.metric(r#"codes_issued_total{kind="image",service="verifications-svc"}"#)
             .await,
@@ -245,6 +250,7 @@ async fn a_flood_beyond_the_render_limit_gets_503_with_retry_after_and_stores_no
         env: vec![
             ("CAPTCHA_MAX_CONCURRENT_RENDERS", "1".to_owned()),
             ("CAPTCHA_RENDER_WAIT_MS", "1".to_owned()),
+            ("CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE", "1000".to_owned()),
         ],
         ..Default::default()
     })
