@@ -1,4 +1,4 @@
-# gateway: nginx in front of the services (DESIGN §1), serving the register page and
+# gateway: nginx in front of the services (docs/http-contract.md §1), serving the register page and
 # /openapi.json. The same template as `deploy/dev up` (deploy/nginx/meiduo.conf.template),
 # rendered at start by deploy/nginx/render.sh (the one renderer) with envsubst limited to its four
 # variables, then nginx runs.

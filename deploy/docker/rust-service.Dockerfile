@@ -53,7 +53,7 @@ ARG BIN
 ARG PORT
 ARG HEALTH_PATH=/readyz
 COPY --from=build /out/${BIN} /usr/local/bin/service
-# Listen on every interface of the container, on the service's fixed port (DESIGN §2 ports).
+# Listen on every interface of the container, on the service's fixed port (docs/http-contract.md §7).
 ENV HOST=0.0.0.0 \
     PORT=${PORT} \
     HEALTH_PATH=${HEALTH_PATH} \
