@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::redis_client::{RedisClient, Timeouts};
+
 /// Reads typed settings from a snapshot of the environment, remembering every invalid value.
 #[derive(Debug)]
 pub struct Env {
@@ -177,6 +179,13 @@ impl Env {
     }
 }
 
+/// Read a service's settings with `read` from the process environment; on any bad value print
+/// the one line naming every bad variable and exit with code 2 ([`ConfigError::exit`]). Each
+/// `main` calls this with its `Config::from`, tests call `Config::from` with a snapshot.
+pub fn from_process_or_exit<T>(read: impl FnOnce(Env) -> Result<T, ConfigError>) -> T {
+    read(Env::from_process()).unwrap_or_else(|e| e.exit())
+}
+
 /// The verify-codes Redis every service reaches, read the same way everywhere: `REDIS_URL`
 /// (default `redis://127.0.0.1:6379/2`, `redis://` or `rediss://`) and `REDIS_TIMEOUT_MS`
 /// (default 1000: connect and response timeout, so a request fails fast while Redis is down).
@@ -197,6 +206,12 @@ impl RedisSettings {
             ),
             timeout: env.millis("REDIS_TIMEOUT_MS", 1000),
         }
+    }
+
+    /// The verify-codes connection (lazy: nothing connects until the first command), the way
+    /// [`QueueSettings::connection`](crate::queue::QueueSettings::connection) is the queue's.
+    pub fn connection(&self) -> anyhow::Result<RedisClient> {
+        RedisClient::new(&self.url, "verify codes", Timeouts::both(self.timeout))
     }
 }
 

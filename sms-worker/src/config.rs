@@ -12,11 +12,9 @@ use shared::queue::QueueSettings;
 pub struct Config {
     /// `HOST`, `PORT` (default 8003): the health and metrics port.
     pub listen: Listen,
-    /// `REDIS_URL`: the verify-codes database, where the "sent" markers and the attempt
-    /// counters live; default `redis://127.0.0.1:6379/2`.
-    pub redis_url: String,
-    /// `REDIS_TIMEOUT_MS` (default 1000): connect and response timeout of marker commands.
-    pub redis_timeout: Duration,
+    /// `REDIS_URL`, `REDIS_TIMEOUT_MS`: the verify-codes database, where the "sent" markers
+    /// and the attempt counters live.
+    pub redis: RedisSettings,
     /// `QUEUE_REDIS_URL`, `SMS_QUEUE`, `QUEUE_TIMEOUT_MS`: the shared queue definition.
     pub queue: QueueSettings,
     /// How this process consumes the queue.
@@ -175,18 +173,10 @@ impl std::fmt::Debug for CcpSettings {
 }
 
 impl Config {
-    /// Read the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(Env::from_process())
-    }
-
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
         let listen = Listen::from_env(&mut env, 8003);
-        let RedisSettings {
-            url: redis_url,
-            timeout: redis_timeout,
-        } = RedisSettings::from_env(&mut env);
+        let redis = RedisSettings::from_env(&mut env);
         let queue = QueueSettings::from_env(&mut env);
         let concurrency = env.int_in("SMS_WORKER_CONCURRENCY", 32usize, 1, 4096);
         let consumer = Consumer {
@@ -212,8 +202,7 @@ impl Config {
         };
         let config = Self {
             listen,
-            redis_url,
-            redis_timeout,
+            redis,
             queue,
             consumer,
             retry,

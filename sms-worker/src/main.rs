@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     // reqwest is built with `rustls-no-provider`: install *ring* once, before any client.
     // An error only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = Config::from_env().unwrap_or_else(|e| e.exit());
+    let config = shared::config::from_process_or_exit(Config::from);
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;
     tracing::info!("sms-worker stopped");

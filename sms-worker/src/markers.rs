@@ -15,7 +15,7 @@ use chrono::Utc;
 use redis::AsyncCommands as _;
 use shared::jobs::SendSmsCode;
 use shared::keys;
-use shared::redis_client::{RedisClient, Replay, Timeouts};
+use shared::redis_client::{RedisClient, Replay};
 
 /// How long a marker outlives its code: a job is dropped once its code has expired, so the
 /// marker is only needed until then; the margin covers clock skew between workers.
@@ -57,11 +57,9 @@ pub struct Check {
 }
 
 impl SentMarkers {
-    /// Connect lazily to `url` (nothing happens until the first command).
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
-            conn: RedisClient::new(url, "verify codes", Timeouts::both(timeout))?,
-        })
+    /// Markers kept through `conn`, the verify-codes connection.
+    pub fn new(conn: RedisClient) -> Self {
+        Self { conn }
     }
 
     /// Whether `job`'s message was already accepted by the provider.

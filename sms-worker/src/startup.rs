@@ -52,7 +52,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let metrics = WorkerMetrics::new();
         let routes = routes(&config, &metrics)?;
-        let markers = SentMarkers::new(&config.redis_url, config.redis_timeout)?;
+        let markers = SentMarkers::new(config.redis.connection()?);
         let queue_conn = config.queue.connection()?;
         let storage = config.queue.storage(queue_conn.clone());
         let apalis_config = config.queue.apalis_config();

@@ -16,11 +16,9 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub struct Config {
     /// `HOST`, `PORT` (default 8002), `HTTP_WORKERS`.
     pub listen: Listen,
-    /// `REDIS_URL`: the verify-codes database, default `redis://127.0.0.1:6379/2`.
-    pub redis_url: String,
-    /// `REDIS_TIMEOUT_MS`, default 1000: connect and response timeout of the Redis connection,
-    /// so a request fails fast with 503 when Redis is down instead of hanging.
-    pub redis_timeout: Duration,
+    /// `REDIS_URL`, `REDIS_TIMEOUT_MS`: the verify-codes database (the codes registration
+    /// checks, the limits).
+    pub redis: RedisSettings,
     /// `DATABASE_URL`, `DB_POOL_SIZE` (16), `DB_TIMEOUT_MS` (2000).
     pub database: DatabaseConfig,
     /// `BCRYPT_COST` (12, at least 10), `HASH_CONCURRENCY` (cores), `HASH_MAX_WAIT_MS` (3000).
@@ -95,20 +93,13 @@ impl std::fmt::Debug for JwtConfig {
 }
 
 impl Config {
-    /// Read the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(Env::from_process())
-    }
-
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let listen = Listen::from_env(&mut env, 8002);
-        let redis = RedisSettings::from_env(&mut env);
         let config = Self {
             listen,
-            redis_url: redis.url,
-            redis_timeout: redis.timeout,
+            redis: RedisSettings::from_env(&mut env),
             database: DatabaseConfig::read(&mut env),
             hashing: HashingConfig {
                 bcrypt_cost: env.int_in("BCRYPT_COST", 12, 10, 31),

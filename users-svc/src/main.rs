@@ -4,7 +4,7 @@
 //! does) and exits; `users-svc migrate revert` reverts the latest one. Both read only
 //! `DATABASE_URL`.
 
-use shared::config::Env;
+use shared::config::from_process_or_exit;
 use users_svc::config::{Config, DatabaseConfig};
 use users_svc::startup::Application;
 use users_svc::{db, migrate};
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    let config = Config::from_env().unwrap_or_else(|e| e.exit());
+    let config = from_process_or_exit(Config::from);
     if config.database.migrate_at_start {
         let applied = migrate::apply_pending(&config.database.url).await?;
         tracing::info!(?applied, "migrations up to date");
@@ -45,10 +45,10 @@ async fn serve() -> anyhow::Result<()> {
 }
 
 fn database_url() -> String {
-    let mut env = Env::from_process();
-    let url = DatabaseConfig::read(&mut env).url;
-    env.finish().unwrap_or_else(|e| e.exit());
-    url
+    from_process_or_exit(|mut env| {
+        let url = DatabaseConfig::read(&mut env).url;
+        env.finish().map(|()| url)
+    })
 }
 
 fn report(versions: Vec<String>, what: &str) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use actix_web::{HttpServer, web};
 use shared::client_ip::TrustedProxies;
 use shared::metrics::Metrics;
-use shared::redis_client::{RedisClient, Timeouts};
+use shared::redis_client::RedisClient;
 use shared::server::Bound;
 
 use crate::config::Config;
@@ -42,11 +42,7 @@ impl WorkerClients {
     fn build(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             db: Db::build(&config.database)?,
-            redis: RedisClient::new(
-                &config.redis_url,
-                "verify codes",
-                Timeouts::both(config.redis_timeout),
-            )?,
+            redis: config.redis.connection()?,
         })
     }
 }

@@ -15,11 +15,8 @@ use crate::store::{Budget, SendLimits};
 pub struct Config {
     /// `HOST`, `PORT` (default 8001), `HTTP_WORKERS`.
     pub listen: Listen,
-    /// `REDIS_URL`: the verify-codes database, default `redis://127.0.0.1:6379/2`.
-    pub redis_url: String,
-    /// `REDIS_TIMEOUT_MS`, default 1000: connect and response timeout of Redis commands, so a
-    /// request fails fast with 503 when Redis is down instead of hanging.
-    pub redis_timeout: Duration,
+    /// `REDIS_URL`, `REDIS_TIMEOUT_MS`: the verify-codes database (codes, limits, captchas).
+    pub redis: RedisSettings,
     /// `QUEUE_REDIS_URL`, `SMS_QUEUE`, `QUEUE_TIMEOUT_MS`: where `SendSmsCode` jobs go.
     pub queue: QueueSettings,
     /// `SMS_TEMPLATE_ID`, default `1` (CCP's test template).
@@ -46,19 +43,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Read the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(Env::from_process())
-    }
-
     /// Read the given environment snapshot; every bad value is reported.
     pub fn from(mut env: Env) -> Result<Self, ConfigError> {
         let listen = Listen::from_env(&mut env, 8001);
-        let redis = RedisSettings::from_env(&mut env);
         let config = Self {
             listen,
-            redis_url: redis.url,
-            redis_timeout: redis.timeout,
+            redis: RedisSettings::from_env(&mut env),
             queue: QueueSettings::from_env(&mut env),
             sms_template_id: env.string("SMS_TEMPLATE_ID", "1"),
             send_limits: send_limits(&mut env),
@@ -112,7 +102,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = Config::from(Env::from_vars(Vec::<(String, String)>::new())).expect("valid");
         assert_eq!(c.listen.port, 8001);
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/2");
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379/2");
         assert_eq!(c.queue.redis_url, "redis://127.0.0.1:6379/3");
         assert_eq!(c.sms_template_id, "1");
         assert_eq!(

@@ -7,7 +7,6 @@ use shared::redis_client::RedisClient;
 use crate::config::Config;
 use crate::domain::captcha::RenderLimit;
 use crate::domain::sms::SmsCodes;
-use crate::store;
 
 /// The clients and settings the handlers share, one set per HTTP worker.
 #[derive(Debug, Clone)]
@@ -28,7 +27,7 @@ impl Codes {
     /// Lazy connections: nothing is contacted until the first request, so the service starts
     /// (and answers 503) while Redis is down.
     pub fn connect(config: &Config, render_limit: RenderLimit) -> anyhow::Result<Self> {
-        let redis = store::connect(&config.redis_url, config.redis_timeout)?;
+        let redis = config.redis.connection()?;
         let queue_connection = config.queue.connection()?;
         Ok(Self {
             sms: SmsCodes {

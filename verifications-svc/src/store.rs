@@ -43,9 +43,10 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use shared::config::RedisSettings;
 use shared::domain::{ImageCodeId, Mobile, SmsCode};
 use shared::keys;
-use shared::redis_client::{RedisClient, Replay, Timeouts};
+use shared::redis_client::{RedisClient, Replay};
 
 /// Rate-limit scope of the per-mobile daily limit (`rl:sms_mobile:{mobile}`).
 pub const MOBILE_SCOPE: &str = "sms_mobile";
@@ -66,9 +67,14 @@ pub const IP_WINDOW_SECS: u64 = 3600;
 /// Digits of a mobile that name its number block.
 pub const PREFIX_DIGITS: usize = 7;
 
-/// The verify-codes connection of one HTTP worker (lazy: nothing connects yet).
+/// A verify-codes connection to `url` (lazy: nothing connects yet); the service's comes from
+/// its `RedisSettings`, tests reach a server of their own through this.
 pub fn connect(url: &str, timeout: Duration) -> anyhow::Result<RedisClient> {
-    RedisClient::new(url, "verify codes", Timeouts::both(timeout))
+    RedisSettings {
+        url: url.to_owned(),
+        timeout,
+    }
+    .connection()
 }
 
 /// `SETEX img_{id} 300 text`: a repeated id replaces the old text.
