@@ -224,16 +224,23 @@ pub struct Listen {
     pub port: u16,
     /// `HTTP_WORKERS`, default: one per core.
     pub workers: usize,
+    /// `MAX_IN_FLIGHT`, default 128 per worker: requests answered at once before the next one is
+    /// shed with 503 ([`crate::http::Admission`]); 0 = no bound.
+    pub max_in_flight: usize,
 }
 
 impl Listen {
-    /// Read `HOST`, `PORT` and `HTTP_WORKERS`.
+    /// Read `HOST`, `PORT`, `HTTP_WORKERS` and `MAX_IN_FLIGHT`.
     pub fn from_env(env: &mut Env, default_port: u16) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let host = env.string("HOST", "127.0.0.1");
+        let port = env.parse("PORT", default_port);
+        let workers = env.int_in("HTTP_WORKERS", cores, 1, 256);
         Self {
-            host: env.string("HOST", "127.0.0.1"),
-            port: env.parse("PORT", default_port),
-            workers: env.int_in("HTTP_WORKERS", cores, 1, 256),
+            host,
+            port,
+            workers,
+            max_in_flight: env.int_in("MAX_IN_FLIGHT", 128 * workers, 0, 1_000_000),
         }
     }
 
@@ -307,5 +314,9 @@ mod tests {
         let mut env = Env::from_vars([("PORT", "0"), ("HTTP_WORKERS", "3")]);
         let l = Listen::from_env(&mut env, 8001);
         assert_eq!((l.address().as_str(), l.workers), ("127.0.0.1:0", 3));
+        assert_eq!(
+            l.max_in_flight, 384,
+            "128 per worker unless MAX_IN_FLIGHT says otherwise"
+        );
     }
 }

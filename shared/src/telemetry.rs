@@ -108,10 +108,13 @@ pub async fn observe(
     Ok(res)
 }
 
-/// One line per answer: server errors at warn level, probes not at all.
+/// One line per answer: server errors at warn level, probes not at all. A 503 is a deliberate
+/// refusal whose cause is logged where it was decided (the dependency's error, the spent budget,
+/// the shedding summary), so it stays at info: an
+/// outage or an overload must not turn every request into a warning.
 fn log_answer(route: &str, status: actix_web::http::StatusCode, elapsed: std::time::Duration) {
     let ms = elapsed.as_secs_f64() * 1000.0;
-    if status.is_server_error() {
+    if status.is_server_error() && status != actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(status = status.as_u16(), ms, "request failed");
     } else if route != "/healthz" && route != "/metrics" && route != "/readyz" {
         tracing::info!(status = status.as_u16(), ms, "request");

@@ -74,16 +74,22 @@ impl Application {
             scheduled_key: apalis_config.scheduled_jobs_set(),
         });
         let registry = web::Data::new(metrics.registry.clone());
+        // Its routes are all probes, never shed; the bound is kept for one service shape.
+        let admission = shared::http::Admission::new(config.listen.max_in_flight, &registry);
         let metrics = web::Data::new(metrics);
         let listener = TcpListener::bind(config.listen.address())
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             // No browser calls the health port: no CORS origins.
-            shared::http::app(registry.clone(), web::Data::new(AllowedOrigins::default()))
-                .app_data(metrics.clone())
-                .app_data(probes.clone())
-                .configure(routes::configure)
+            shared::http::app(
+                registry.clone(),
+                web::Data::new(AllowedOrigins::default()),
+                admission.clone(),
+            )
+            .app_data(metrics.clone())
+            .app_data(probes.clone())
+            .configure(routes::configure)
         })
         .workers(1)
         // The process stops on its own signal handling (run_until_stopped), after the jobs.

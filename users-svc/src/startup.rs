@@ -68,6 +68,7 @@ impl Application {
         let in_flight = Arc::new(InFlight::default());
         let tokens = TokenIssuer::new(config.jwt.secret.clone(), config.jwt.expiration);
         let outcomes = users_metrics.registrations;
+        let admission = shared::http::Admission::new(config.listen.max_in_flight, &metrics);
         let metrics = web::Data::new(metrics);
         let cors = web::Data::new(config.cors_allowed_origins.clone());
         let trusted_proxies = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
@@ -91,7 +92,7 @@ impl Application {
                 db: clients.db.clone(),
                 limiter,
             };
-            shared::http::app(metrics.clone(), cors.clone())
+            shared::http::app(metrics.clone(), cors.clone(), admission.clone())
                 .app_data(trusted_proxies.clone())
                 .app_data(web::Data::new(clients.redis))
                 .app_data(web::Data::new(clients.db))

@@ -27,6 +27,7 @@ impl Application {
         ));
         let cors = web::Data::new(config.cors_allowed_origins.clone());
         let trusted_proxies = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
+        let admission = shared::http::Admission::new(config.listen.max_in_flight, &metrics);
         let metrics = web::Data::new(metrics);
         // Fail start-up on a URL the Redis client rejects; each worker then opens its own.
         let render_limit = RenderLimit::new(
@@ -39,7 +40,7 @@ impl Application {
             // One multiplexed connection per worker, driven on that worker's own runtime.
             let codes = Codes::connect(&config, render_limit.clone())
                 .expect("the Redis URLs were checked at start-up");
-            shared::http::app(metrics.clone(), cors.clone())
+            shared::http::app(metrics.clone(), cors.clone(), admission.clone())
                 .app_data(verification_metrics.clone())
                 .app_data(trusted_proxies.clone())
                 .app_data(web::Data::new(codes))

@@ -11,13 +11,16 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-/// The `App` every service starts from: CORS inside the observation middleware (so preflights
-/// are logged and counted too), the shared metrics registry and CORS origins as app data, the
+/// The `App` every service starts from: load shedding ([`super::admission`]) inside CORS (so a
+/// browser can read the 503), CORS inside the observation middleware (so preflights and shed
+/// requests are logged and counted too), the shared metrics registry, the admission bound and
+/// CORS origins as app data, the
 /// extractor error handlers, and the JSON 404 for unknown routes. The service adds its own app
 /// data and `.configure(routes::configure)`.
 pub fn app(
     metrics: web::Data<crate::metrics::Metrics>,
     cors: web::Data<crate::cors::AllowedOrigins>,
+    admission: web::Data<super::Admission>,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -29,9 +32,11 @@ pub fn app(
 > {
     use actix_web::middleware::from_fn;
     actix_web::App::new()
+        .wrap(from_fn(super::admit))
         .wrap(from_fn(crate::cors::cors))
         .wrap(from_fn(crate::telemetry::observe))
         .app_data(cors)
+        .app_data(admission)
         .app_data(metrics)
         .configure(configure_extractors)
         .default_service(web::to(not_found))

@@ -203,3 +203,38 @@ async fn a_full_hashing_queue_answers_503_at_once() {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn a_request_over_max_in_flight_is_shed_at_once_and_probes_still_answer() {
+    let app = spawn_app_with(Options::env(&[
+        ("BCRYPT_COST", "14"),
+        ("MAX_IN_FLIGHT", "1"),
+    ]))
+    .await;
+    app.store_sms_code(MOBILE, CODE);
+    let body = registration("first123", MOBILE, CODE);
+    let first = app.register(&body);
+    let during = async {
+        // The registration holds the only slot while its hash runs.
+        wait_for_metric(&app, r#"users_hash_in_progress{service="users-svc"} 1"#).await;
+        let shed = app.get("/usernames/someone1/count/").await;
+        let probe = app.get("/healthz").await.status();
+        (shed, probe)
+    };
+    let (first, (shed, probe)) = tokio::join!(first, during);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(
+        status_and_json(shed).await,
+        (503, json!({"detail": "服务暂时不可用，请稍后重试"}))
+    );
+    assert_eq!(probe, 200, "probes are never shed");
+    assert_eq!(first.status(), 201);
+    // The slot came back with the answer.
+    assert_eq!(
+        status_and_json(app.get("/usernames/someone1/count/").await).await,
+        (200, json!({"username": "someone1", "count": 0}))
+    );
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let line = r#"http_requests_shed_total{service="users-svc"} 1"#;
+    assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+}
