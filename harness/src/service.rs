@@ -1,5 +1,16 @@
-//! Assertions every service's own tests share: the operational endpoints and the framework
-//! errors answer the same way in each service, so each checks them with the same code.
+//! What every service's own tests share: the environment a test adds to the service it spawns
+//! (each crate's `spawn_app_with(Options { .., env })`), and assertions on the operational
+//! endpoints and the framework errors, which answer the same way in each service.
+
+/// Environment variables a test sets on the service it spawns, over its helper's defaults:
+/// appended after them, so they win (`shared::config::Env::from_vars` and `Command::envs` both
+/// keep the last value of a name).
+pub type Vars = Vec<(&'static str, String)>;
+
+/// `vars` as owned [`Vars`]: what each crate's `Options::env(&[..])` holds.
+pub fn vars(vars: &[(&'static str, &str)]) -> Vars {
+    vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
 
 /// `GET /healthz` is 200 `{"status":"ok"}`; an unknown route is 404 `{"detail":"Not found."}`;
 /// a wrong method on a known route is 405 with DRF's text. `address` is `http://127.0.0.1:PORT`.

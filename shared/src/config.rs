@@ -40,7 +40,8 @@ impl Env {
         Self::from_vars(std::env::vars())
     }
 
-    /// A snapshot of the given variables (tests use this instead of mutating the process env).
+    /// A snapshot of the given variables (tests use this instead of mutating the process env); a
+    /// name given twice keeps its last value, so test overrides go after the defaults.
     pub fn from_vars<K: Into<String>, V: Into<String>>(
         vars: impl IntoIterator<Item = (K, V)>,
     ) -> Self {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sms_sandbox::Fault;
 
-use crate::helpers::{Finished, TestApp, World, eventually, job, spawn_app, with};
+use crate::helpers::{
+    Finished, Options, TestApp, World, eventually, job, spawn_app, spawn_app_with,
+};
 use shared::jobs::SendSmsCode;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -15,7 +17,7 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 #[tokio::test]
 async fn one_job_is_delivered_exactly_once_with_the_code_the_minutes_and_its_request_id() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let j = job();
 
     world.push(&j).await;
@@ -61,7 +63,7 @@ fn gaps(times: &[DateTime<Utc>]) -> Vec<i64> {
 #[tokio::test]
 async fn retryable_failures_are_retried_with_growing_delays_then_delivered_once() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let cases = [
         ("HTTP 503 from a gateway", Fault::http_status(3, 503)),
         ("CCP 160000 system error", Fault::status_code(3, "160000")),
@@ -109,7 +111,7 @@ async fn a_call_that_hangs_past_the_timeout_is_retried_and_the_message_arrives_o
     let world = World::new().await;
     // CCP_TIMEOUT_MS is 1000: the first call hangs 4 s, the client gives up and retries.
     // The hung call is answered later; CCP's reqId de-duplication keeps it from a second send.
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     world
         .sandbox
         .inject(Fault::delay(1, Duration::from_millis(4000)));
@@ -141,7 +143,7 @@ async fn a_call_that_hangs_past_the_timeout_is_retried_and_the_message_arrives_o
 #[tokio::test]
 async fn permanent_failures_are_not_retried() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let cases = [
         ("daily cap per template and number", "160040"),
         ("bad number format", "160042"),
@@ -181,7 +183,7 @@ async fn permanent_failures_are_not_retried() {
 async fn a_wrong_auth_token_is_rejected_by_the_sandbox_with_111109_and_not_retried() {
     let world = World::new().await;
     let wrong = "0".repeat(32);
-    let app = spawn_app(with(world.vars(), &[("CCP_AUTH_TOKEN", wrong.as_str())])).await;
+    let app = spawn_app_with(&world, Options::env(&[("CCP_AUTH_TOKEN", wrong.as_str())])).await;
     let j = job();
     world.push(&j).await;
     assert!(
@@ -198,7 +200,7 @@ async fn a_wrong_auth_token_is_rejected_by_the_sandbox_with_111109_and_not_retri
 #[tokio::test]
 async fn an_expired_job_is_dropped_without_calling_the_provider() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let mut j = job();
     j.created_at = Utc::now() - chrono::Duration::minutes(5) - chrono::Duration::seconds(1);
     world.push(&j).await;
@@ -216,10 +218,10 @@ async fn an_expired_job_is_dropped_without_calling_the_provider() {
 async fn a_retry_that_would_come_after_the_code_expires_is_not_made() {
     let world = World::new().await;
     // Backoff of at least 2 s, but the code expires in about 1.5 s.
-    let app = spawn_app(with(
-        world.vars(),
-        &[("SMS_RETRY_BASE_MS", "4000"), ("SMS_RETRY_MAX_MS", "4000")],
-    ))
+    let app = spawn_app_with(
+        &world,
+        Options::env(&[("SMS_RETRY_BASE_MS", "4000"), ("SMS_RETRY_MAX_MS", "4000")]),
+    )
     .await;
     world.sandbox.inject(Fault::http_status(5, 503));
     let mut j = job();
@@ -239,7 +241,7 @@ async fn a_retry_that_would_come_after_the_code_expires_is_not_made() {
 #[tokio::test]
 async fn retries_stop_after_five_attempts() {
     let world = World::new().await;
-    let app = spawn_app(with(world.vars(), &[("SMS_RETRY_BASE_MS", "20")])).await;
+    let app = spawn_app_with(&world, Options::env(&[("SMS_RETRY_BASE_MS", "20")])).await;
     world.sandbox.inject(Fault::status_code(10, "160000"));
     let j = job();
     world.push(&j).await;
@@ -260,7 +262,7 @@ async fn retries_stop_after_five_attempts() {
 #[tokio::test]
 async fn a_redelivered_job_gets_only_the_attempts_earlier_deliveries_left() {
     let world = World::new().await;
-    let app = spawn_app(with(world.vars(), &[("SMS_RETRY_BASE_MS", "20")])).await;
+    let app = spawn_app_with(&world, Options::env(&[("SMS_RETRY_BASE_MS", "20")])).await;
     world.sandbox.inject(Fault::status_code(20, "160000"));
     // (attempts an earlier worker left, provider calls still allowed)
     let cases = [
@@ -310,7 +312,7 @@ async fn a_redelivered_job_gets_only_the_attempts_earlier_deliveries_left() {
 #[tokio::test]
 async fn a_redelivered_job_is_not_sent_again() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let j = job();
     world.push(&j).await;
     assert!(eventually(SECS(10), || !world.messages(&j).is_empty()).await);
@@ -341,7 +343,7 @@ async fn a_redelivered_job_is_not_sent_again() {
 #[tokio::test]
 async fn many_jobs_pushed_at_once_are_each_delivered_once() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let jobs: Vec<_> = (0..200).map(|_| job()).collect();
     for j in &jobs {
         world.push(j).await;
@@ -368,7 +370,7 @@ async fn with_the_verify_redis_down_jobs_wait_and_each_code_is_sent_exactly_once
         port: server.port,
         db: 0,
     };
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let delivered = job();
     world.push(&delivered).await;
     assert!(
@@ -420,7 +422,7 @@ async fn with_the_verify_redis_down_jobs_wait_and_each_code_is_sent_exactly_once
 #[tokio::test]
 async fn undecodable_jobs_go_to_the_dead_letter_list_and_the_worker_goes_on() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let (first, second) = (job(), job());
     world.push(&first).await;
     let garbage = b"garbage".to_vec();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use shared::jobs::SendSmsCode;
 use sms_sandbox::Fault;
 
-use crate::helpers::{TestApp, WorkerProcess, World, eventually, job, spawn_app, with};
+use crate::helpers::{Options, TestApp, WorkerProcess, World, eventually, job, spawn_app_with};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -32,7 +32,7 @@ async fn delivered(world: &World, j: &SendSmsCode) -> sms_sandbox::Message {
 async fn each_provider_sends_through_its_real_protocol_and_the_sandbox_verifies_it() {
     let world = World::new().await;
     for provider in ["ccp", "aliyun", "tencent"] {
-        let app = spawn_app(with(world.vars(), &[("SMS_PROVIDERS", provider)])).await;
+        let app = spawn_app_with(&world, Options::env(&[("SMS_PROVIDERS", provider)])).await;
         let j = job();
         world.push(&j).await;
         let m = delivered(&world, &j).await;
@@ -94,11 +94,11 @@ async fn each_provider_sends_through_its_real_protocol_and_the_sandbox_verifies_
 async fn with_the_primary_down_every_code_is_delivered_once_by_the_second() {
     let world = World::new().await;
     let down = closed_port_url();
-    let vars = with(
-        world.vars(),
-        &[("SMS_PROVIDERS", "ccp,aliyun"), ("CCP_BASE_URL", &down)],
-    );
-    let app = spawn_app(vars).await;
+    let app = spawn_app_with(
+        &world,
+        Options::env(&[("SMS_PROVIDERS", "ccp,aliyun"), ("CCP_BASE_URL", &down)]),
+    )
+    .await;
     let jobs: Vec<SendSmsCode> = (0..8).map(|_| job()).collect();
     for j in &jobs {
         world.push(j).await;
@@ -137,7 +137,7 @@ async fn a_primary_that_accepts_then_times_out_is_asked_again_and_no_second_prov
         ("aliyun,tencent", "aliyun"),
         ("tencent,ccp", "tencent"),
     ] {
-        let app = spawn_app(with(world.vars(), &[("SMS_PROVIDERS", order)])).await;
+        let app = spawn_app_with(&world, Options::env(&[("SMS_PROVIDERS", order)])).await;
         world
             .sandbox
             .inject(Fault::delay_after_accept(1, SECS(3)).on(primary));
@@ -206,15 +206,15 @@ async fn breaker(app: &TestApp) -> Option<f64> {
 #[tokio::test]
 async fn the_breaker_opens_after_n_failures_half_opens_after_the_cooldown_and_closes() {
     let world = World::new().await;
-    let vars = with(
-        world.vars(),
-        &[
+    let app = spawn_app_with(
+        &world,
+        Options::env(&[
             ("SMS_PROVIDERS", "ccp,aliyun"),
             ("SMS_BREAKER_FAILURES", "2"),
             ("SMS_BREAKER_COOLDOWN_MS", "1500"),
-        ],
-    );
-    let app = spawn_app(vars).await;
+        ]),
+    )
+    .await;
     world.sandbox.inject(Fault::http_status(2, 503).on("ccp"));
     assert_eq!(carrier(&world).await, "aliyun", "503, failed over");
     assert_eq!(breaker(&app).await, Some(0.0), "one failure: still closed");
@@ -286,7 +286,7 @@ fn quota(world: &World, j: &SendSmsCode) -> Option<u32> {
 #[tokio::test]
 async fn a_refusal_of_the_number_is_not_tried_elsewhere_and_one_of_the_account_is() {
     let world = World::new().await;
-    let app = spawn_app(with(world.vars(), &[("SMS_PROVIDERS", "ccp,aliyun")])).await;
+    let app = spawn_app_with(&world, Options::env(&[("SMS_PROVIDERS", "ccp,aliyun")])).await;
 
     // 160034: the number is blacklisted. Another provider would only get round that.
     world.sandbox.inject(Fault::status_code(1, "160034"));
@@ -319,7 +319,7 @@ async fn a_refusal_of_the_number_is_not_tried_elsewhere_and_one_of_the_account_i
     assert_eq!(quota(&world, &broke), Some(3), "served: the hit stays");
 
     // The same split at Aliyun: a number over its flow control, and a bad signature name.
-    let app2 = spawn_app(with(world.vars(), &[("SMS_PROVIDERS", "aliyun,tencent")])).await;
+    let app2 = spawn_app_with(&world, Options::env(&[("SMS_PROVIDERS", "aliyun,tencent")])).await;
     app.stop().await;
     world
         .sandbox
@@ -343,11 +343,11 @@ async fn a_refusal_of_the_number_is_not_tried_elsewhere_and_one_of_the_account_i
 #[tokio::test]
 async fn a_job_no_provider_could_deliver_gives_the_daily_quota_hit_back_once() {
     let world = World::new().await;
-    let vars = with(
-        world.vars(),
-        &[("SMS_PROVIDERS", "ccp,aliyun"), ("SMS_MAX_ATTEMPTS", "4")],
-    );
-    let app = spawn_app(vars).await;
+    let app = spawn_app_with(
+        &world,
+        Options::env(&[("SMS_PROVIDERS", "ccp,aliyun"), ("SMS_MAX_ATTEMPTS", "4")]),
+    )
+    .await;
     world.sandbox.inject(Fault::http_status(10, 503));
     let j = job();
     set_quota(&world, &j, 5);
@@ -385,14 +385,11 @@ async fn a_sigkilled_worker_mid_call_to_aliyun_is_resolved_by_asking_aliyun_not_
     world
         .sandbox
         .inject(Fault::delay_after_accept(1, SECS(20)).on("aliyun"));
-    let vars = with(
-        world.vars(),
-        &[
-            ("SMS_PROVIDERS", "aliyun,ccp"),
-            ("ALIYUN_TIMEOUT_MS", "30000"),
-        ],
-    );
-    let mut a = WorkerProcess::start(&vars);
+    let options = Options::env(&[
+        ("SMS_PROVIDERS", "aliyun,ccp"),
+        ("ALIYUN_TIMEOUT_MS", "30000"),
+    ]);
+    let mut a = WorkerProcess::start(&world, options.clone());
     let j = job();
     world.push(&j).await;
     assert!(
@@ -403,7 +400,7 @@ async fn a_sigkilled_worker_mid_call_to_aliyun_is_resolved_by_asking_aliyun_not_
     a.child.kill().expect("SIGKILL");
     a.child.wait().expect("reaped");
 
-    let b = WorkerProcess::start(&vars);
+    let b = WorkerProcess::start(&world, options);
     assert!(
         eventually(SECS(30), || world
             .provider_calls("aliyun")

@@ -2,12 +2,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{World, spawn_app, with};
+use crate::helpers::{Options, World, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn readyz_is_200_with_both_redis_databases_and_503_naming_the_one_that_is_down() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 200);
     assert_eq!(
@@ -16,10 +16,13 @@ async fn readyz_is_200_with_both_redis_databases_and_503_naming_the_one_that_is_
     );
 
     // Port 1 on loopback refuses connections: the verify-codes Redis is "down".
-    let app = spawn_app(with(
-        world.vars(),
-        &[("REDIS_URL", "redis://127.0.0.1:1/2")],
-    ))
+    let app = spawn_app_with(
+        &world,
+        Options {
+            redis_url: Some("redis://127.0.0.1:1/2".to_owned()),
+            ..Options::default()
+        },
+    )
     .await;
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 503);
@@ -39,7 +42,7 @@ async fn metrics_expose_jobs_latency_retries_and_queue_depth() {
     let world = World::new().await;
     world.push(&crate::helpers::job()).await;
     world.push(&crate::helpers::job()).await;
-    let app = spawn_app(with(world.vars(), &[("SMS_PROVIDER", "log")])).await;
+    let app = spawn_app_with(&world, Options::env(&[("SMS_PROVIDER", "log")])).await;
     let text = app.get("/metrics").await.text().await.expect("text");
     for name in [
         "# TYPE sms_queue_depth gauge",
@@ -78,6 +81,6 @@ async fn metrics_expose_jobs_latency_retries_and_queue_depth() {
 #[tokio::test]
 async fn healthz_unknown_routes_and_wrong_methods_answer_json() {
     let world = World::new().await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
     harness::service::assert_health_and_framework_errors(&app.http, &app.address).await;
 }

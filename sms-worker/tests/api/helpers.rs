@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskSink;
 use chrono::Utc;
+use harness::service::Vars;
 use shared::config::Env;
 use shared::domain::{Mobile, SmsCode};
 use shared::jobs::SendSmsCode;
@@ -20,12 +21,12 @@ use tokio::sync::oneshot;
 
 /// Settings every test uses unless it overrides them: fast heartbeats (orphans recovered in
 /// 3–4 s), short retry delays and provider timeouts.
-pub fn base_vars(sandbox: &Sandbox, verify_url: &str, queue_url: &str) -> Vec<(String, String)> {
+fn base_vars(sandbox: &Sandbox, verify_url: String, queue_url: &str) -> Vars {
     let c = sandbox.config();
-    [
+    vec![
         ("PORT", "0".to_owned()),
         ("HTTP_WORKERS", "1".to_owned()),
-        ("REDIS_URL", verify_url.to_owned()),
+        ("REDIS_URL", verify_url),
         ("QUEUE_REDIS_URL", queue_url.to_owned()),
         ("SMS_QUEUE", "test:sms".to_owned()),
         ("SMS_PROVIDER", "ccp".to_owned()),
@@ -57,18 +58,27 @@ pub fn base_vars(sandbox: &Sandbox, verify_url: &str, queue_url: &str) -> Vec<(S
         ("SMS_WORKER_MISSED_HEARTBEATS", "3".to_owned()),
         ("SHUTDOWN_TIMEOUT_MS", "5000".to_owned()),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
 }
 
-/// Replace or add `overrides` in `vars`.
-pub fn with(mut vars: Vec<(String, String)>, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
-    for (k, v) in overrides {
-        vars.retain(|(name, _)| name != k);
-        vars.push(((*k).to_owned(), (*v).to_owned()));
+/// What a test may change about the worker it starts (in-process or as its binary): the shape
+/// of the services' `Options`. The sandbox, the verify-codes and queue Redis come from the
+/// [`World`] (the test pushes jobs and reads messages there too).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The verify-codes Redis URL (default: the world's database).
+    pub redis_url: Option<String>,
+    /// More environment variables, e.g. another provider order.
+    pub env: Vars,
+}
+
+impl Options {
+    /// Only extra or overriding environment variables.
+    pub fn env(vars: &[(&'static str, &str)]) -> Self {
+        Self {
+            env: harness::service::vars(vars),
+            ..Self::default()
+        }
     }
-    vars
 }
 
 /// What a test needs around a worker: its sandbox, its Redis databases and the queue.
@@ -104,8 +114,12 @@ impl World {
         }
     }
 
-    pub fn vars(&self) -> Vec<(String, String)> {
-        base_vars(&self.sandbox, &self.verify.url(), &self.queue_url)
+    /// The worker's environment in this world: the test defaults, then `options`.
+    pub fn vars(&self, options: Options) -> Vars {
+        let verify_url = options.redis_url.unwrap_or_else(|| self.verify.url());
+        let mut vars = base_vars(&self.sandbox, verify_url, &self.queue_url);
+        vars.extend(options.env);
+        vars
     }
 
     /// Store `job`'s code and push the job through the shared storage, as verifications-svc
@@ -414,13 +428,19 @@ pub struct TestApp {
     done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// Start the worker in-process with `vars`.
-pub async fn spawn_app(vars: Vec<(String, String)>) -> TestApp {
+/// Start the worker in-process in `world`, with the test defaults.
+pub async fn spawn_app(world: &World) -> TestApp {
+    spawn_app_with(world, Options::default()).await
+}
+
+/// Start the worker in-process in `world`, with `options`.
+pub async fn spawn_app_with(world: &World, options: Options) -> TestApp {
     // Logs show up in a failing test's output.
     shared::telemetry::init("sms-worker");
     // reqwest needs the crypto provider before the worker builds its client.
     let http = harness::http_client();
-    let config = Config::from(Env::from_vars(vars)).expect("test configuration is valid");
+    let config =
+        Config::from(Env::from_vars(world.vars(options))).expect("test configuration is valid");
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();
@@ -485,8 +505,9 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Start `target/.../sms-worker` with exactly `vars` (plus PATH), output to a log file.
-    pub fn start(vars: &[(String, String)]) -> Self {
+    /// Start `target/.../sms-worker` in `world` with `options` (and only those variables, plus
+    /// PATH), output to a log file.
+    pub fn start(world: &World, options: Options) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("worker.log");
         let out = std::fs::File::create(&log).expect("log file");
@@ -494,7 +515,7 @@ impl WorkerProcess {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .envs(world.vars(options))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{World, eventually, job, queue_settings, spawn_app, with};
+use crate::helpers::{Options, World, eventually, job, queue_settings, spawn_app_with};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -26,7 +26,7 @@ async fn a_backlog_larger_than_a_lua_unpack_is_consumed() {
     apalis::prelude::TaskSink::push_bulk(&mut storage, jobs)
         .await
         .expect("queued");
-    let app = spawn_app(with(world.vars(), &[("SMS_PROVIDER", "log")])).await;
+    let app = spawn_app_with(&world, Options::env(&[("SMS_PROVIDER", "log")])).await;
     assert!(
         app.wait_metric(r#"sms_jobs_total{outcome="sent""#, 9000.0, SECS(60))
             .await,
@@ -108,7 +108,7 @@ async fn seed_dead_jobs(world: &World, n: usize) {
 async fn finished_and_dead_jobs_are_kept_for_the_retention_time_then_deleted() {
     let world = World::new().await;
     seed_dead_jobs(&world, 2).await;
-    let app = spawn_app(with(world.vars(), &[("SMS_PROVIDER", "log")])).await;
+    let app = spawn_app_with(&world, Options::env(&[("SMS_PROVIDER", "log")])).await;
     for _ in 0..30 {
         world.push(&job()).await;
     }
@@ -129,10 +129,10 @@ async fn finished_and_dead_jobs_are_kept_for_the_retention_time_then_deleted() {
     );
     app.stop().await;
 
-    let app = spawn_app(with(
-        world.vars(),
-        &[("SMS_PROVIDER", "log"), ("SMS_QUEUE_RETENTION_SECS", "1")],
-    ))
+    let app = spawn_app_with(
+        &world,
+        Options::env(&[("SMS_PROVIDER", "log"), ("SMS_QUEUE_RETENTION_SECS", "1")]),
+    )
     .await;
     let none = Leftovers {
         done: 0,

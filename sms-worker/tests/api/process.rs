@@ -4,22 +4,21 @@ use std::time::Duration;
 
 use sms_sandbox::Fault;
 
-use crate::helpers::{WorkerProcess, World, eventually, job, with};
+use crate::helpers::{Options, WorkerProcess, World, eventually, job};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 #[tokio::test]
 async fn bad_configuration_exits_2_with_one_line_naming_the_variables() {
     let world = World::new().await;
-    let vars = with(
-        world.vars(),
-        &[
+    let mut worker = WorkerProcess::start(
+        &world,
+        Options::env(&[
             ("CCP_APP_ID", ""),
             ("SMS_WORKER_CONCURRENCY", "none"),
             ("CCP_BASE_URL", "app.cloopen.com"),
-        ],
+        ]),
     );
-    let mut worker = WorkerProcess::start(&vars);
     assert_eq!(worker.wait_exit(SECS(10)).await, Some(2));
     let out = worker.output();
     let line = out.trim();
@@ -35,7 +34,7 @@ async fn sigterm_finishes_the_job_in_flight_then_exits_0() {
     world
         .sandbox
         .inject(Fault::delay(1, Duration::from_millis(1500)));
-    let mut worker = WorkerProcess::start(&with(world.vars(), &[("CCP_TIMEOUT_MS", "5000")]));
+    let mut worker = WorkerProcess::start(&world, Options::env(&[("CCP_TIMEOUT_MS", "5000")]));
     let j = job();
     world.push(&j).await;
     assert!(
@@ -65,7 +64,7 @@ async fn after_sigterm_no_new_jobs_are_taken() {
     world
         .sandbox
         .inject(Fault::delay(1, Duration::from_millis(1000)));
-    let mut worker = WorkerProcess::start(&with(world.vars(), &[("CCP_TIMEOUT_MS", "5000")]));
+    let mut worker = WorkerProcess::start(&world, Options::env(&[("CCP_TIMEOUT_MS", "5000")]));
     let first = job();
     world.push(&first).await;
     assert!(eventually(SECS(10), || world.calls(&first).len() == 1).await);
@@ -86,7 +85,7 @@ async fn after_sigterm_no_new_jobs_are_taken() {
     );
 
     // It is still there for the next worker.
-    let _next = WorkerProcess::start(&world.vars());
+    let _next = WorkerProcess::start(&world, Options::default());
     assert!(eventually(SECS(10), || world.messages(&second).len() == 1).await);
 }
 
@@ -96,8 +95,8 @@ async fn a_job_of_a_sigkilled_worker_is_delivered_exactly_once_by_another_worker
     // The first call hangs for 20 s; the client would wait 30 s, so worker A is stuck mid-call
     // holding the job when it is killed.
     world.sandbox.inject(Fault::delay(1, SECS(20)));
-    let vars = with(world.vars(), &[("CCP_TIMEOUT_MS", "30000")]);
-    let mut a = WorkerProcess::start(&vars);
+    let options = Options::env(&[("CCP_TIMEOUT_MS", "30000")]);
+    let mut a = WorkerProcess::start(&world, options.clone());
     let j = job();
     world.push(&j).await;
     assert!(
@@ -111,7 +110,7 @@ async fn a_job_of_a_sigkilled_worker_is_delivered_exactly_once_by_another_worker
     let killed_at = std::time::Instant::now();
 
     // Heartbeat 1 s, 3 missed: B's heartbeat moves A's job back to the queue within ~5 s.
-    let b = WorkerProcess::start(&vars);
+    let b = WorkerProcess::start(&world, options);
     assert!(
         eventually(SECS(30), || !world.messages(&j).is_empty()).await,
         "not recovered; worker B:\n{}",
@@ -131,11 +130,10 @@ async fn a_job_waiting_for_its_retry_at_sigterm_goes_back_to_the_queue_for_the_n
     let world = World::new().await;
     world.sandbox.inject(Fault::http_status(1, 503));
     // The retry would come 2–4 s later; SIGTERM arrives before it.
-    let vars = with(
-        world.vars(),
-        &[("SMS_RETRY_BASE_MS", "4000"), ("SMS_RETRY_MAX_MS", "4000")],
+    let mut worker = WorkerProcess::start(
+        &world,
+        Options::env(&[("SMS_RETRY_BASE_MS", "4000"), ("SMS_RETRY_MAX_MS", "4000")]),
     );
-    let mut worker = WorkerProcess::start(&vars);
     let j = job();
     world.push(&j).await;
     assert!(eventually(SECS(10), || world.calls(&j).len() == 1).await);
@@ -149,7 +147,7 @@ async fn a_job_waiting_for_its_retry_at_sigterm_goes_back_to_the_queue_for_the_n
     );
     assert!(world.messages(&j).is_empty());
 
-    let next = WorkerProcess::start(&world.vars());
+    let next = WorkerProcess::start(&world, Options::default());
     assert!(
         eventually(SECS(10), || world.messages(&j).len() == 1).await,
         "{}",
@@ -165,11 +163,8 @@ async fn the_sigterm_wait_is_bounded_and_the_abandoned_job_is_recovered_by_anoth
     let world = World::new().await;
     // The call hangs 20 s; the worker may wait only 1 s for it after SIGTERM.
     world.sandbox.inject(Fault::delay(1, SECS(20)));
-    let vars = with(
-        world.vars(),
-        &[("CCP_TIMEOUT_MS", "30000"), ("SHUTDOWN_TIMEOUT_MS", "1000")],
-    );
-    let mut a = WorkerProcess::start(&vars);
+    let options = Options::env(&[("CCP_TIMEOUT_MS", "30000"), ("SHUTDOWN_TIMEOUT_MS", "1000")]);
+    let mut a = WorkerProcess::start(&world, options.clone());
     let j = job();
     world.push(&j).await;
     assert!(eventually(SECS(10), || world.calls(&j).len() == 1).await);
@@ -186,7 +181,7 @@ async fn the_sigterm_wait_is_bounded_and_the_abandoned_job_is_recovered_by_anoth
     assert!(world.messages(&j).is_empty());
 
     // Still registered as A's: another worker recovers it as an orphan.
-    let b = WorkerProcess::start(&vars);
+    let b = WorkerProcess::start(&world, options);
     assert!(
         eventually(SECS(20), || world.messages(&j).len() == 1).await,
         "{}",

@@ -11,7 +11,7 @@ use crate::helpers::{World, eventually, job, queue_settings, retry_until, spawn_
 async fn after_a_queue_redis_restart_the_worker_resumes_by_itself() {
     let mut server = harness::RedisServer::start();
     let world = World::with_queue_url(server.url(0)).await;
-    let app = spawn_app(world.vars()).await;
+    let app = spawn_app(&world).await;
 
     let before = job();
     world.push(&before).await;

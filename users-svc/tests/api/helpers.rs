@@ -45,14 +45,14 @@ pub struct Options {
     /// then still names a database on the shared server, unused by the service.
     pub database_url: Option<String>,
     /// More environment variables, e.g. low limits.
-    pub env: Vec<(&'static str, String)>,
+    pub env: harness::service::Vars,
 }
 
 impl Options {
     /// Only extra or overriding environment variables.
     pub fn env(vars: &[(&'static str, &str)]) -> Self {
         Self {
-            env: vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            env: harness::service::vars(vars),
             ..Self::default()
         }
     }

@@ -47,13 +47,10 @@ async fn readyz_names_the_queue_when_only_the_queue_redis_is_down() {
 
 #[tokio::test]
 async fn allowed_origins_get_cors_headers_and_preflights_are_answered() {
-    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
-        env: vec![(
-            "CORS_ALLOWED_ORIGINS",
-            "http://www.meiduo.site:8080".to_owned(),
-        )],
-        ..crate::helpers::Options::default()
-    })
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options::env(&[(
+        "CORS_ALLOWED_ORIGINS",
+        "http://www.meiduo.site:8080",
+    )]))
     .await;
     let id = crate::helpers::new_id();
     let res = app

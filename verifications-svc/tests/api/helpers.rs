@@ -23,7 +23,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
 }
 
-/// What a test may change about the service it spawns.
+/// What a test may change about the service it spawns: the same shape as users-svc's and
+/// sms-worker's.
 #[derive(Debug, Default)]
 pub struct Options {
     /// The verify-codes Redis URL (default: this test's database on the shared server).
@@ -31,7 +32,17 @@ pub struct Options {
     /// The queue Redis URL (default: a second database of its own on the shared server).
     pub queue_url: Option<String>,
     /// More environment variables, e.g. low limits.
-    pub env: Vec<(&'static str, String)>,
+    pub env: harness::service::Vars,
+}
+
+impl Options {
+    /// Only extra or overriding environment variables.
+    pub fn env(vars: &[(&'static str, &str)]) -> Self {
+        Self {
+            env: harness::service::vars(vars),
+            ..Self::default()
+        }
+    }
 }
 
 pub async fn spawn_app() -> TestApp {

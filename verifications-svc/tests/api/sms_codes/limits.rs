@@ -71,11 +71,7 @@ async fn one_captcha_used_by_ten_concurrent_requests_succeeds_at_most_once() {
 
 #[tokio::test]
 async fn the_per_mobile_daily_limit_answers_429_with_retry_after() {
-    let app = spawn_app_with(Options {
-        env: vec![("SMS_SEND_LIMIT_PER_MOBILE_PER_DAY", "2".to_owned())],
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::env(&[("SMS_SEND_LIMIT_PER_MOBILE_PER_DAY", "2")])).await;
     for _ in 0..2 {
         assert_eq!(send(&app, MOBILE).await.status(), 200);
         // As if 60 s had passed.
@@ -126,11 +122,7 @@ async fn the_per_mobile_daily_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_per_ip_hourly_limit_answers_429_with_retry_after() {
-    let app = spawn_app_with(Options {
-        env: vec![("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "2".to_owned())],
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::env(&[("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "2")])).await;
     assert_eq!(send(&app, "13800000001").await.status(), 200);
     assert_eq!(send(&app, "13800000002").await.status(), 200);
     let res = send(&app, "13800000003").await;
@@ -177,11 +169,7 @@ async fn the_per_ip_hourly_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn x_forwarded_for_is_honoured_from_a_trusted_peer() {
     // The test client connects from 127.0.0.1, the default trusted proxy.
-    let app = spawn_app_with(Options {
-        env: vec![("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1".to_owned())],
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::env(&[("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1")])).await;
     assert_eq!(
         send_from(&app, "13800000001", "198.51.100.1")
             .await
@@ -208,11 +196,7 @@ async fn x_forwarded_for_is_honoured_from_a_trusted_peer() {
 
 #[tokio::test]
 async fn ipv6_clients_are_limited_by_their_slash_64_and_mapped_ipv4_as_ipv4() {
-    let app = spawn_app_with(Options {
-        env: vec![("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1".to_owned())],
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::env(&[("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1")])).await;
     let cases = [
         (
             "first address of a /64",
@@ -264,13 +248,10 @@ async fn ipv6_clients_are_limited_by_their_slash_64_and_mapped_ipv4_as_ipv4() {
 
 #[tokio::test]
 async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
-    let app = spawn_app_with(Options {
-        env: vec![
-            ("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1".to_owned()),
-            ("TRUSTED_PROXIES", "10.0.0.0/8".to_owned()),
-        ],
-        ..Options::default()
-    })
+    let app = spawn_app_with(Options::env(&[
+        ("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8"),
+    ]))
     .await;
     assert_eq!(
         send_from(&app, "13800000001", "198.51.100.1")

@@ -84,11 +84,7 @@ async fn the_text_is_compared_case_insensitively_after_trimming() {
 
 #[tokio::test]
 async fn the_template_id_comes_from_sms_template_id() {
-    let app = spawn_app_with(Options {
-        env: vec![("SMS_TEMPLATE_ID", "42".to_owned())],
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options::env(&[("SMS_TEMPLATE_ID", "42")])).await;
     assert_eq!(send(&app, MOBILE).await.status(), 200);
     assert_eq!(app.queued_jobs()[0].template_id, "42");
 }
