@@ -1,7 +1,8 @@
 //! The `App` every service starts from, the way every route is registered, and the JSON 404
 //! and 405 answers.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use super::error::ApiError;
 use super::extractors::configure_extractors;
@@ -42,18 +43,36 @@ pub fn app(
         .default_service(web::to(not_found))
 }
 
-/// A resource at `path` that serves `route` and answers every other method with DRF's 405, the
-/// way every route of every service is registered.
-pub fn endpoint(path: &str, route: actix_web::Route) -> actix_web::Resource {
+/// A resource at `path` that serves `method` with `handler` and answers every other method
+/// with DRF's 405 and the `Allow` header RFC 9110 requires, the way every route of every
+/// service is registered.
+pub fn endpoint<F, Args>(
+    path: &str,
+    method: actix_web::http::Method,
+    handler: F,
+) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let allow =
+        HeaderValue::from_str(method.as_str()).expect("a method's name is a valid header value");
     web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move |req: HttpRequest| {
+            let allow = allow.clone();
+            async move { method_not_allowed(&req, allow) }
+        }))
 }
 
-/// `Resource::default_service`: a known route with the wrong method. `OPTIONS` is refused like
-/// any other method; DRF would describe the view, which no meiduo client uses.
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().as_str().to_owned()))
+/// A known route with the wrong method: DRF's 405 naming it, with `Allow`. `OPTIONS` is
+/// refused like any other method (a CORS preflight is answered before this); DRF would describe
+/// the view, which no meiduo client uses.
+fn method_not_allowed(req: &HttpRequest, allow: HeaderValue) -> HttpResponse {
+    let mut res = ApiError::MethodNotAllowed(req.method().as_str().to_owned()).error_response();
+    res.headers_mut().insert(header::ALLOW, allow);
+    res
 }
 
 #[cfg(test)]
@@ -84,13 +103,11 @@ mod tests {
             App::new()
                 .wrap(from_fn(crate::telemetry::observe))
                 .configure(configure_extractors)
-                .service(
-                    web::resource("/q/")
-                        .route(
-                            web::get().to(|_: web::Query<Q>| async { HttpResponse::Ok().finish() }),
-                        )
-                        .default_service(web::to(method_not_allowed)),
-                )
+                .service(endpoint(
+                    "/q/",
+                    actix_web::http::Method::GET,
+                    |_: web::Query<Q>| async { HttpResponse::Ok().finish() },
+                ))
                 .service(web::resource("/p/{n}/").route(
                     web::get().to(|_: web::Path<u32>| async { HttpResponse::Ok().finish() }),
                 ))
@@ -182,6 +199,31 @@ mod tests {
         ];
         for (why, req, status, body) in cases {
             assert_eq!(call(req).await, (status, body), "{why}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_405_names_the_allowed_method_in_allow() {
+        let app = app().await;
+        for method in [
+            actix_web::http::Method::POST,
+            actix_web::http::Method::HEAD,
+            actix_web::http::Method::OPTIONS,
+        ] {
+            let res = actix_web::test::call_service(
+                &app,
+                TestRequest::default()
+                    .method(method.clone())
+                    .uri("/q/")
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(res.status().as_u16(), 405, "{method}");
+            assert_eq!(
+                res.headers().get(header::ALLOW).map(HeaderValue::as_bytes),
+                Some(&b"GET"[..]),
+                "{method}"
+            );
         }
     }
 }

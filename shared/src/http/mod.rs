@@ -15,7 +15,7 @@ mod extractors;
 mod health;
 
 pub use admission::{Admission, SHED_RETRY_AFTER_SECS, admit};
-pub use app::{app, endpoint, method_not_allowed, not_found};
+pub use app::{app, endpoint, not_found};
 pub use body::{MAX_BODY_BYTES, parse_object, read_body};
 pub use error::{ApiError, UNAVAILABLE_RETRY_AFTER_SECS};
 pub use extractors::{configure_extractors, json_parse_error};

@@ -3,6 +3,7 @@
 mod metrics;
 mod ready;
 
+use actix_web::http::Method;
 use actix_web::web;
 use shared::http::endpoint;
 
@@ -10,7 +11,7 @@ pub use ready::Probes;
 
 /// Register every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/healthz", web::get().to(shared::http::healthz)))
-        .service(endpoint("/readyz", web::get().to(ready::readyz)))
-        .service(endpoint("/metrics", web::get().to(metrics::metrics)));
+    cfg.service(endpoint("/healthz", Method::GET, shared::http::healthz))
+        .service(endpoint("/readyz", Method::GET, ready::readyz))
+        .service(endpoint("/metrics", Method::GET, metrics::metrics));
 }

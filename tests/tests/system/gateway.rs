@@ -17,6 +17,8 @@ struct Case {
     body: Vec<u8>,
     status: u16,
     json: Value,
+    /// The `Allow` header a 405 must carry.
+    allow: Option<&'static str>,
 }
 
 fn case(what: &'static str, method: &'static str, path: &str, status: u16, json: Value) -> Case {
@@ -28,7 +30,14 @@ fn case(what: &'static str, method: &'static str, path: &str, status: u16, json:
         body: Vec::new(),
         status,
         json,
+        allow: None,
     }
+}
+
+/// A 405 case: the answer must also name the allowed methods.
+fn allowing(mut c: Case, allow: &'static str) -> Case {
+    c.allow = Some(allow);
+    c
 }
 
 fn with_body(mut c: Case, content_type: &'static str, body: impl Into<Vec<u8>>) -> Case {
@@ -94,40 +103,65 @@ async fn every_error_reaches_the_client_as_drf_json_through_nginx() {
             json!({"detail": "Not found."}),
         ),
         // 405: the services and nginx, with the method's name.
-        case(
-            "POST to a captcha (verifications-svc)",
-            "POST",
-            &format!("/image_codes/{uuid}/"),
-            405,
-            json!({"detail": "方法 “POST” 不被允许。"}),
-        ),
-        case(
-            "GET /users/ (users-svc)",
+        allowing(
+            case(
+                "POST to a captcha (verifications-svc)",
+                "POST",
+                &format!("/image_codes/{uuid}/"),
+                405,
+                json!({"detail": "方法 “POST” 不被允许。"}),
+            ),
             "GET",
-            "/users/",
-            405,
-            json!({"detail": "方法 “GET” 不被允许。"}),
         ),
-        case(
-            "DELETE a count (users-svc)",
-            "DELETE",
-            "/mobiles/13800138000/count/",
-            405,
-            json!({"detail": "方法 “DELETE” 不被允许。"}),
-        ),
-        case(
-            "POST to the page (nginx)",
+        allowing(
+            case(
+                "GET /users/ (users-svc)",
+                "GET",
+                "/users/",
+                405,
+                json!({"detail": "方法 “GET” 不被允许。"}),
+            ),
             "POST",
-            "/",
-            405,
-            json!({"detail": "方法 “POST” 不被允许。"}),
         ),
-        case(
-            "PUT to a static file (nginx)",
-            "PUT",
-            "/register.js",
-            405,
-            json!({"detail": "方法 “PUT” 不被允许。"}),
+        allowing(
+            case(
+                "DELETE a count (users-svc)",
+                "DELETE",
+                "/mobiles/13800138000/count/",
+                405,
+                json!({"detail": "方法 “DELETE” 不被允许。"}),
+            ),
+            "GET",
+        ),
+        allowing(
+            case(
+                "POST to the page (nginx)",
+                "POST",
+                "/",
+                405,
+                json!({"detail": "方法 “POST” 不被允许。"}),
+            ),
+            "GET, HEAD",
+        ),
+        allowing(
+            case(
+                "PUT to a static file (nginx)",
+                "PUT",
+                "/register.js",
+                405,
+                json!({"detail": "方法 “PUT” 不被允许。"}),
+            ),
+            "GET, HEAD",
+        ),
+        allowing(
+            case(
+                "TRACE to the API (nginx refuses it itself)",
+                "TRACE",
+                "/users/",
+                405,
+                json!({"detail": "方法 “TRACE” 不被允许。"}),
+            ),
+            "POST",
         ),
         // 400 field errors.
         case(
@@ -240,15 +274,18 @@ async fn every_error_reaches_the_client_as_drf_json_through_nginx() {
         let ok = reply.status == c.status
             && reply.content_type.starts_with("application/json")
             && body.as_ref() == Some(&c.json)
-            && reply.header("x-request-id").is_some_and(|v| !v.is_empty());
+            && reply.header("x-request-id").is_some_and(|v| !v.is_empty())
+            && c.allow
+                .is_none_or(|allow| reply.header("allow") == Some(allow));
         if !ok {
             failures.push(format!(
-                "{}: {} {} → {} {:?} {}",
+                "{}: {} {} → {} {:?} Allow {:?} {}",
                 c.what,
                 c.method,
                 c.path.chars().take(80).collect::<String>(),
                 reply.status,
                 reply.content_type,
+                reply.header("allow"),
                 String::from_utf8_lossy(&reply.body)
             ));
         }

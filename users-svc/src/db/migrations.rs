@@ -41,27 +41,66 @@ pub struct ConnectError {
 type SyncConn =
     diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncMysqlConnection>;
 
+/// Run `work` on one connection of its own, under the per-database migration lock, then close
+/// the connection properly. The connection comes from a `mysql_async` pool of one only so that
+/// it can be closed with `COM_QUIT`: `mysql_async` says goodbye from `Pool::disconnect` (and
+/// `Conn::disconnect`, which diesel-async's connection does not expose), while a dropped
+/// connection is just cut, and MariaDB logs `Aborted connection` for each start-up.
 async fn with_sync_connection<T: Send + 'static>(
     url: &str,
     work: impl FnOnce(&mut SyncConn) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    use diesel::{Connection, RunQueryDsl};
     let url = url.to_owned();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut conn = SyncConn::establish(&url).map_err(|e| {
+        let unreachable = |cause: String| {
             anyhow::Error::new(ConnectError {
                 url: shared::redis_pool::redacted(&url),
-                cause: e.to_string(),
+                cause,
             })
-        })?;
-        // Per database, so parallel test databases do not wait for each other.
-        diesel::sql_query("DO GET_LOCK(CONCAT('users_svc_migrate.', DATABASE()), 60)")
-            .execute(&mut conn)?;
-        let result = work(&mut conn);
-        diesel::sql_query("DO RELEASE_LOCK(CONCAT('users_svc_migrate.', DATABASE()))")
-            .execute(&mut conn)?;
+        };
+        let opts = mysql_async::Opts::from_url(&url).map_err(|e| unreachable(e.to_string()))?;
+        let pool = mysql_async::Pool::new(
+            mysql_async::OptsBuilder::from_opts(opts)
+                // As diesel-async's own connections: it caches statements itself.
+                .stmt_cache_size(0)
+                .client_found_rows(true)
+                .pool_opts(
+                    mysql_async::PoolOpts::default()
+                        .with_constraints(
+                            mysql_async::PoolConstraints::new(0, 1).expect("0 <= 1, 1 > 0"),
+                        )
+                        .with_reset_connection(false),
+                ),
+        );
+        let result = runtime
+            .block_on(async {
+                let conn = pool.get_conn().await.map_err(|e| e.to_string())?;
+                AsyncMysqlConnection::try_from(conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(unreachable)
+            .and_then(|conn| locked(&mut SyncConn::from(conn), work));
+        // The connection is back in the pool (the wrapper was dropped): say goodbye.
+        if let Err(e) = runtime.block_on(pool.disconnect()) {
+            tracing::debug!(error = %e, "closing the migration connection");
+        }
         result
     })
     .await
     .map_err(|e| anyhow::anyhow!("the migration thread failed: {e}"))?
+}
+
+/// `work` under a named lock, which serialises instances starting at the same time.
+fn locked<T>(
+    conn: &mut SyncConn,
+    work: impl FnOnce(&mut SyncConn) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use diesel::RunQueryDsl;
+    // Per database, so parallel test databases do not wait for each other.
+    diesel::sql_query("DO GET_LOCK(CONCAT('users_svc_migrate.', DATABASE()), 60)").execute(conn)?;
+    let result = work(conn);
+    diesel::sql_query("DO RELEASE_LOCK(CONCAT('users_svc_migrate.', DATABASE()))").execute(conn)?;
+    result
 }

@@ -2,6 +2,7 @@
 
 use actix_web::web;
 
+use actix_web::http::Method;
 use shared::http::endpoint;
 
 pub mod health;
@@ -13,17 +14,16 @@ pub mod username_count;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint(
         "/usernames/{username}/count/",
-        web::get().to(username_count::username_count),
+        Method::GET,
+        username_count::username_count,
     ))
     .service(endpoint(
         "/mobiles/{mobile}/count/",
-        web::get().to(mobile_count::mobile_count),
+        Method::GET,
+        mobile_count::mobile_count,
     ))
-    .service(endpoint("/users/", web::post().to(register::register)))
-    .service(endpoint("/healthz", web::get().to(shared::http::healthz)))
-    .service(endpoint("/readyz", web::get().to(health::readyz)))
-    .service(endpoint(
-        "/metrics",
-        web::get().to(shared::metrics::handler),
-    ));
+    .service(endpoint("/users/", Method::POST, register::register))
+    .service(endpoint("/healthz", Method::GET, shared::http::healthz))
+    .service(endpoint("/readyz", Method::GET, health::readyz))
+    .service(endpoint("/metrics", Method::GET, shared::metrics::handler));
 }

@@ -38,6 +38,33 @@ fn the_migrate_subcommand_applies_and_reverts_without_other_settings() {
     assert_eq!(db.scalar("SHOW TABLES LIKE 'tb_users'"), None);
 }
 
+/// Migrating closes its connection properly (`COM_QUIT`): MariaDB logs no aborted connection,
+/// as it did for every start-up (each one migrates first).
+#[test]
+fn migrating_leaves_no_aborted_connection_in_mariadbs_log() {
+    let db = harness::MariaDbServer::start();
+    for args in [&["migrate"][..], &["migrate", "revert"], &["migrate"]] {
+        let out = binary()
+            .args(args)
+            .env("DATABASE_URL", db.url())
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        db.query("SHOW TABLES LIKE 'tb_users'"),
+        "tb_users",
+        "migrated"
+    );
+    // A cut connection is logged by the server as soon as it reads the closed socket, which
+    // the client's exit closed before the next command here started.
+    assert_eq!(db.aborted_connections(), Vec::<String>::new());
+}
+
 #[test]
 fn the_server_refuses_to_start_without_a_jwt_secret_and_names_it_in_one_line() {
     let out = binary()

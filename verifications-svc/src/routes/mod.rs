@@ -2,6 +2,7 @@
 
 use actix_web::web;
 
+use actix_web::http::Method;
 use shared::http::endpoint;
 
 pub mod health;
@@ -12,20 +13,19 @@ pub mod sms_codes;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint(
         "/image_codes/{image_code_id}/",
-        web::get().to(image_codes::image_code),
+        Method::GET,
+        image_codes::image_code,
     ))
     .service(
         // The original's URL pattern: any other mobile is an unknown route (404), whatever
         // the method.
         endpoint(
             "/sms_codes/{mobile:1[3-9][0-9]{9}}/",
-            web::get().to(sms_codes::sms_code),
+            Method::GET,
+            sms_codes::sms_code,
         ),
     )
-    .service(endpoint("/healthz", web::get().to(shared::http::healthz)))
-    .service(endpoint("/readyz", web::get().to(health::readyz)))
-    .service(endpoint(
-        "/metrics",
-        web::get().to(shared::metrics::handler),
-    ));
+    .service(endpoint("/healthz", Method::GET, shared::http::healthz))
+    .service(endpoint("/readyz", Method::GET, health::readyz))
+    .service(endpoint("/metrics", Method::GET, shared::metrics::handler));
 }
