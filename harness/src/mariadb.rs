@@ -272,6 +272,11 @@ impl MariaDbServer {
         let out = try_client(self.port, Some("users"), sql).expect("SQL runs");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+
+    /// The `Aborted connection` lines of its error log so far (see [`aborted_connections`]).
+    pub fn aborted_connections(&self) -> Vec<String> {
+        aborted_connections(self.dir.path())
+    }
 }
 
 impl Drop for MariaDbServer {
