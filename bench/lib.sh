@@ -37,32 +37,35 @@ wait_for() { # command... : retry for up to 30 s
   echo "timed out waiting for: $*" >&2; exit 1
 }
 
-# A Redis without persistence on a free port: sets REDIS_PORT and REDIS_PID.
+# The repository's root, where the server configurations are (deploy/redis, deploy/mariadb).
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# A Redis configured as in the tests (deploy/redis/redis.conf: no persistence, maxmemory with
+# noeviction) on a free port: sets REDIS_PORT and REDIS_PID.
 start_redis() {
   need redis-server redis-server; need redis-cli redis-tools
   REDIS_PORT=$(free_port)
-  bench_bg "$WORK/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
+  bench_bg "$WORK/redis.log" redis-server "$BENCH_ROOT/deploy/redis/redis.conf" --port "$REDIS_PORT" \
+    --dir "$WORK"
   # shellcheck disable=SC2034 # read by the scripts that source this file
   REDIS_PID=$BENCH_LAST_PID
   wait_for redis-cli -p "$REDIS_PORT" ping
 }
 
-# A MariaDB tuned like the test harness (throw-away data) with an empty `meiduo_mall` database:
-# sets DB_PORT, DB_PID, MARIADB_CMD and DATABASE_URL; `sql` runs statements as root.
+# A MariaDB configured as in the tests (deploy/mariadb/my.cnf with its _throwaway group) with
+# an empty `meiduo_mall` database: sets DB_PORT, DB_PID, MARIADB_CMD and DATABASE_URL; `sql`
+# runs statements as root.
 start_mariadb() {
   need mariadb mariadb-client; need mariadb-install-db mariadb-server
   local mariadbd user_args=()
+  local defaults=(--defaults-file="$BENCH_ROOT/deploy/mariadb/my.cnf" --defaults-group-suffix=_throwaway)
   mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
   [ "$(id -u)" = 0 ] && user_args=(--user=root)
   DB_PORT=$(free_port)
-  mariadb-install-db --no-defaults --datadir="$WORK/data" --auth-root-authentication-method=normal \
-    --skip-test-db "${user_args[@]}" >"$WORK/install.log" 2>&1
+  mariadb-install-db "${defaults[@]}" --datadir="$WORK/data" "${user_args[@]}" >"$WORK/install.log" 2>&1
   # MARIADB_CMD: the exact command, for a script that restarts the server on the same data.
-  MARIADB_CMD=("$mariadbd" --no-defaults --datadir="$WORK/data"
+  MARIADB_CMD=("$mariadbd" "${defaults[@]}" --datadir="$WORK/data"
     --socket="$WORK/mariadb.sock" --pid-file="$WORK/mariadbd.pid" --port="$DB_PORT"
-    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin
-    --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --innodb-buffer-pool-size=128M
-    --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci
     "${user_args[@]}")
   bench_bg "$WORK/mariadb.log" "${MARIADB_CMD[@]}"
   # shellcheck disable=SC2034 # read by the scripts that source this file

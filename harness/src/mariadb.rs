@@ -90,18 +90,28 @@ pub fn shared_port() -> u16 {
     })
 }
 
+/// `deploy/mariadb/my.cnf`: the settings deploy/dev and the benchmarks use too; the harness
+/// reads its `_throwaway` group as well (no binary log, no fsync).
+const CONFIG: &str = include_str!("../../deploy/mariadb/my.cnf");
+
 /// Initialise a data folder in `dir` (if it has none yet) and start `mariadbd` on `port`,
 /// waiting until it answers queries. Used by the harness and by fault tests that need a
 /// server of their own to stop and start.
 pub fn start(dir: &Path, port: u16) -> Child {
+    std::fs::create_dir_all(dir).expect("the server folder can be created");
+    let config = dir.join("my.cnf");
+    std::fs::write(&config, CONFIG).expect("the MariaDB configuration can be written");
+    let defaults = [
+        format!("--defaults-file={}", config.display()),
+        "--defaults-group-suffix=_throwaway".to_owned(),
+    ];
     let data = dir.join("data");
     if !data.join("mysql").is_dir() {
         std::fs::create_dir_all(&data).expect("the data folder can be created");
         let install = process::find_binary("mariadb-install-db", "mariadb-server");
         let out = Command::new(install)
-            .arg("--no-defaults")
+            .args(&defaults)
             .arg(format!("--datadir={}", data.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(user_args())
             .output()
             .expect("mariadb-install-db can be run");
@@ -114,27 +124,11 @@ pub fn start(dir: &Path, port: u16) -> Child {
     }
     let bin = process::find_binary("mariadbd", "mariadb-server");
     let mut cmd = Command::new(bin);
-    cmd.arg("--no-defaults")
+    cmd.args(&defaults)
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--socket={}", dir.join("mariadb.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
         .arg(format!("--port={port}"))
-        .args([
-            "--bind-address=127.0.0.1",
-            "--skip-name-resolve",
-            "--skip-log-bin",
-        ])
-        // Throw-away data: durability costs time and buys nothing here.
-        .args([
-            "--innodb-flush-log-at-trx-commit=0",
-            "--innodb-doublewrite=0",
-            "--sync-binlog=0",
-        ])
-        .args(["--innodb-buffer-pool-size=64M", "--max-connections=1000"])
-        .args([
-            "--character-set-server=utf8mb4",
-            "--collation-server=utf8mb4_unicode_ci",
-        ])
         .args(user_args());
     let mut child = process::spawn_detached(&mut cmd, &dir.join("mariadb.log"));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

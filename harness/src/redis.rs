@@ -82,22 +82,19 @@ fn keep_lock_until_written(run: RunDir) {
     drop(run);
 }
 
+/// `deploy/redis/redis.conf`: the settings deploy/dev and the benchmarks use too (loopback only,
+/// `maxmemory` with `noeviction`, no persistence).
+const CONFIG: &str = include_str!("../../deploy/redis/redis.conf");
+
 fn spawn(dir: &std::path::Path, port: u16) -> Child {
+    let config = dir.join("redis.conf");
+    std::fs::write(&config, CONFIG).expect("the Redis configuration can be written");
     let bin = process::find_binary("redis-server", "redis-server");
     let mut cmd = Command::new(bin);
-    cmd.arg("--port")
+    cmd.arg(&config)
+        .arg("--port")
         .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        // As deployed (README, Redis memory): never evict codes, limits or jobs.
-        .args(["--maxmemory", "512mb", "--maxmemory-policy", "noeviction"])
-        .args([
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ])
+        .args(["--loglevel", "warning"])
         .arg("--databases")
         .arg(DATABASES.to_string())
         .arg("--dir")
