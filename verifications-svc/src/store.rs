@@ -433,6 +433,20 @@ pub enum ClaimOutcome {
     },
 }
 
+/// `CLAIM_SEND`'s answer: status, retry-after, refusal mask, then the previous code, its PTTL,
+/// its wrong guesses, their PTTL, its owner, and the counters after this request.
+type ClaimReply = (
+    i64,
+    u64,
+    u32,
+    Option<String>,
+    i64,
+    Option<String>,
+    i64,
+    Option<String>,
+    Vec<u64>,
+);
+
 /// Claim the send flag, count the limits and the budget, store the code: atomically, one
 /// round trip.
 pub async fn claim_send(
@@ -440,17 +454,6 @@ pub async fn claim_send(
     claim: &Claim<'_>,
     limits: SendLimits,
 ) -> redis::RedisResult<ClaimOutcome> {
-    type Reply = (
-        i64,
-        u64,
-        u32,
-        Option<String>,
-        i64,
-        Option<String>,
-        i64,
-        Option<String>,
-        Vec<u64>,
-    );
     let mut script = CLAIM_SEND.prepare_invoke();
     for key in claim.code_keys() {
         script.key(key);
@@ -465,11 +468,17 @@ pub async fn claim_send(
     for (key, limit, window) in claim.counters(limits) {
         script.key(key).arg(limit).arg(window);
     }
-    let (status, wait, mask, prev_code, prev_pttl, prev_attempts, attempts_pttl, owner, counts): Reply =
-        // Not resent: a second run finds its own flag (SET NX) and answers "too frequent", and
-        // counts the limits again; the caller releases what a lost run may have taken.
-        script.invoke_async(&mut conn.replay(Replay::Never)).await?;
-    Ok(match status {
+    // Not resent: a second run finds its own flag (SET NX) and answers "too frequent", and
+    // counts the limits again; the caller releases what a lost run may have taken.
+    let reply: ClaimReply = script.invoke_async(&mut conn.replay(Replay::Never)).await?;
+    Ok(claim_outcome(reply))
+}
+
+/// What `CLAIM_SEND`'s answer means.
+fn claim_outcome(reply: ClaimReply) -> ClaimOutcome {
+    let (status, wait, mask, prev_code, prev_pttl, prev_attempts, attempts_pttl, owner, counts) =
+        reply;
+    match status {
         1 => ClaimOutcome::Claimed {
             previous: prev_code.map(|code| Previous {
                 code,
@@ -498,7 +507,7 @@ pub async fn claim_send(
             retry_after: wait,
         },
         _ => ClaimOutcome::FlagTaken,
-    })
+    }
 }
 
 /// PTTL: -2 no key, -1 no expiry, else milliseconds left.
