@@ -1,11 +1,10 @@
 //! What the handlers share: the clients and settings of one HTTP worker ([`Codes`]). Routes and
 //! start-up both depend on this module, and neither on the other.
 
-use shared::rate_limit::Limit;
 use shared::redis_client::RedisClient;
 
 use crate::config::Config;
-use crate::domain::captcha::RenderLimit;
+use crate::domain::captcha::Issuer;
 use crate::domain::sms::SmsCodes;
 
 /// The clients and settings the handlers share, one set per HTTP worker.
@@ -16,17 +15,16 @@ pub struct Codes {
     /// The queue Redis (the same connection the job storage uses), for `/readyz`.
     pub queue_connection: RedisClient,
     pub sms: SmsCodes,
-    /// One bound for the whole process, shared by every HTTP worker.
-    pub render_limit: RenderLimit,
-    /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE` under `rl:captcha_issue:{ip}`: bounds the renders
-    /// and the `img_` keys (165 B each) one client can cause.
-    pub captcha_issue_limit: Limit,
+    /// Render slots and refusal memo for the whole process, shared by every HTTP worker, and
+    /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE` (under `rl:captcha_issue:{ip}`: bounds the
+    /// renders and the `img_` keys, 165 B each, one client can cause).
+    pub captcha: Issuer,
 }
 
 impl Codes {
     /// Lazy connections: nothing is contacted until the first request, so the service starts
     /// (and answers 503) while Redis is down.
-    pub fn connect(config: &Config, render_limit: RenderLimit) -> anyhow::Result<Self> {
+    pub fn connect(config: &Config, captcha: Issuer) -> anyhow::Result<Self> {
         let redis = config.redis.connection()?;
         let queue_connection = config.queue.connection()?;
         Ok(Self {
@@ -38,12 +36,7 @@ impl Codes {
             },
             redis,
             queue_connection,
-            render_limit,
-            captcha_issue_limit: Limit {
-                scope: "captcha_issue",
-                limit: config.captcha_issue_limit_per_minute,
-                window_secs: 60,
-            },
+            captcha,
         })
     }
 }

@@ -9,6 +9,11 @@
 //! (503). Each command below says whether it may be resent after the connection died under it
 //! ([`Replay`]): only what may run twice is.
 //!
+//! ## Round trip of `GET /image_codes/` (one)
+//! [`issue_image_code`]: one Lua script counts the captcha against the client's issuance limit
+//! and, within it, stores the text; it runs while the picture is being drawn (see
+//! `domain::captcha::issue` for what a refused client costs).
+//!
 //! ## Round trips of `GET /sms_codes/` (three on success)
 //! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong),
 //!    compares the answer, counts a wrong one under `rl:captcha_fail:{ip}` (1 h) and reports
@@ -60,6 +65,10 @@ pub const SUBNET_SCOPE: &str = "sms_subnet";
 pub const BUDGET_SCOPE: &str = "sms_budget";
 /// Rate-limit scope of wrong captcha answers per client (`rl:captcha_fail:{ip}`).
 pub const CAPTCHA_FAIL_SCOPE: &str = "captcha_fail";
+/// Rate-limit scope of captcha issuance per client (`rl:captcha_issue:{ip}`).
+pub const CAPTCHA_ISSUE_SCOPE: &str = "captcha_issue";
+/// Window of the captcha issuance limit.
+pub const CAPTCHA_ISSUE_WINDOW_SECS: u64 = 60;
 /// Window of the per-mobile limit.
 pub const MOBILE_WINDOW_SECS: u64 = 24 * 3600;
 /// Window of the per-IP, per-prefix, per-subnet and captcha-failure limits.
@@ -77,19 +86,53 @@ pub fn connect(url: &str, timeout: Duration) -> anyhow::Result<RedisClient> {
     .connection()
 }
 
-/// `SETEX img_{id} 300 text`: a repeated id replaces the old text.
-pub async fn store_image_code(
+static ISSUE_IMAGE_CODE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS: rl captcha_issue, img; ARGV: issuance limit, its window (s), the text, its TTL (s)
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then return math.max(redis.call('PTTL', KEYS[1]), 1) end
+redis.call('SETEX', KEYS[2], ARGV[4], ARGV[3])
+return 0
+",
+    )
+});
+
+/// What [`issue_image_code`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// `img_{id}` holds the text for 300 s (a repeated id replaced the old text).
+    Stored,
+    /// The client is past `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE`: nothing stored; its window
+    /// ends in this many milliseconds.
+    Refused { window_left_ms: u64 },
+}
+
+/// Count one captcha for `client` (its limit key) under `rl:captcha_issue:{client}` (fixed
+/// 60 s window; refused hits count too, as in `shared::rate_limit`) and, within `limit`,
+/// `SETEX img_{id} 300 text`: one round trip, atomic.
+pub async fn issue_image_code(
     conn: &RedisClient,
     id: &ImageCodeId,
     text: &str,
-) -> redis::RedisResult<()> {
-    redis::cmd("SETEX")
-        .arg(keys::image_code(id))
-        .arg(keys::IMAGE_CODE_TTL_SECS)
+    client: &str,
+    limit: u64,
+) -> redis::RedisResult<Issued> {
+    let window_left_ms: u64 = ISSUE_IMAGE_CODE
+        .key(keys::rate_limit(CAPTCHA_ISSUE_SCOPE, client))
+        .key(keys::image_code(id))
+        .arg(limit)
+        .arg(CAPTCHA_ISSUE_WINDOW_SECS)
         .arg(text)
-        // Safe to resend: SETEX of the same value and TTL.
-        .query_async(&mut conn.replay(Replay::Safe))
-        .await
+        .arg(keys::IMAGE_CODE_TTL_SECS)
+        // Not resent: it counts, and a hit must not be counted twice.
+        .invoke_async(&mut conn.replay(Replay::Never))
+        .await?;
+    Ok(match window_left_ms {
+        0 => Issued::Stored,
+        window_left_ms => Issued::Refused { window_left_ms },
+    })
 }
 
 static TAKE_IMAGE_CODE: LazyLock<redis::Script> = LazyLock::new(|| {

@@ -6,7 +6,6 @@ use shared::client_ip::ClientIp;
 use shared::domain::ImageCodeId;
 use shared::drf::msg;
 use shared::http::ApiError;
-use shared::rate_limit::Decision;
 
 use crate::domain::captcha;
 use crate::metrics::VerificationMetrics;
@@ -22,24 +21,17 @@ pub async fn image_code(
 ) -> Result<HttpResponse, ApiError> {
     let id = ImageCodeId::parse(req.match_info().query("image_code_id"))
         .map_err(|_| ApiError::field("image_code_id", msg::INVALID_UUID))?;
-    // Before any render: a refused client costs one counter, no CPU and no img_ key.
-    let key = ip.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
-    match codes
-        .captcha_issue_limit
-        .hit_on(&mut codes.redis.clone(), &key)
-        .await
-    {
-        Ok(Decision::Allowed) => {}
-        Ok(Decision::Refused { retry_after }) => {
+    let client = ip.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
+    let png = match captcha::issue(&codes.redis, &codes.captcha, &id, &client).await {
+        Err(e @ captcha::IssueError::Limited { .. }) => {
             metrics
                 .captchas_refused
                 .with_label_values(&["issue_limit"])
                 .inc();
-            return Err(ApiError::Throttled { retry_after });
+            return Err(e.into());
         }
-        Err(e) => return Err(ApiError::unavailable(e)),
-    }
-    let png = captcha::issue(&codes.redis, &codes.render_limit, &id).await?;
+        issued => issued?,
+    };
     metrics.codes_issued.with_label_values(&["image"]).inc();
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "image/png"))

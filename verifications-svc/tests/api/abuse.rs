@@ -318,38 +318,78 @@ async fn the_success_path_takes_three_redis_round_trips() {
     );
 }
 
+/// The captcha path takes one round trip (count + store), and a client the issuance limit has
+/// refused once is refused by this process until its window ends without Redis and without a
+/// render: a flood of refused requests costs neither.
 #[tokio::test]
-async fn captcha_issuance_past_the_per_minute_limit_answers_429_before_any_render() {
-    let app = app_with(&[("CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE", "3")]).await;
-    for n in 1..=3 {
-        assert_eq!(app.image_code(&new_id()).await.status(), 200, "captcha {n}");
+async fn captcha_issuance_past_the_per_minute_limit_answers_429_and_then_costs_no_round_trip() {
+    let server = harness::RedisServer::start();
+    let app = spawn_app_with(Options {
+        redis_url: Some(server.url(1)),
+        queue_url: Some(server.url(2)),
+        env: vec![("CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE", "3".to_owned())],
+    })
+    .await;
+    let value = |key: &str| -> Option<String> {
+        let mut conn = redis::Client::open(server.url(1))
+            .expect("url")
+            .get_connection()
+            .expect("conn");
+        redis::cmd("GET").arg(key).query(&mut conn).expect("GET")
+    };
+    let from = |client: String| {
+        app.http
+            .get(format!("{}/image_codes/{}/", app.address, new_id()))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    // Warm up: connections opened and the script loaded on both HTTP workers.
+    for n in 1..=8 {
+        let res = from(format!("198.51.100.{n}")).await.expect("sent");
+        assert_eq!(res.status(), 200);
     }
+    assert_eq!(app.image_code(&new_id()).await.status(), 200, "captcha 1");
+    let commands = commands_during(server.port, async {
+        assert_eq!(app.image_code(&new_id()).await.status(), 200, "captcha 2");
+    })
+    .await;
+    assert_eq!(commands.len(), 1, "one round trip: {commands:#?}");
+    assert!(commands[0].contains("\"EVALSHA\""), "{commands:#?}");
+    assert_eq!(app.image_code(&new_id()).await.status(), 200, "captcha 3");
+
     let id = new_id();
     let (status, retry, body) = answer(app.image_code(&id).await).await;
     assert_eq!((status, body.as_str()), (429, THROTTLED));
     assert!((50..=60).contains(&retry), "{retry}");
-    assert_eq!(app.value(&format!("img_{id}")), None, "nothing stored");
+    assert_eq!(value(&format!("img_{id}")), None, "nothing stored");
     assert_eq!(
-        app.value("rl:captcha_issue:127.0.0.1").as_deref(),
+        value("rl:captcha_issue:127.0.0.1").as_deref(),
         Some("4"),
-        "refused hits count too"
+        "the refused hit counted too"
     );
-    let res = app
-        .http
-        .get(format!("{}/image_codes/{}/", app.address, new_id()))
-        .header("x-forwarded-for", "198.51.100.7")
-        .send()
-        .await
-        .expect("sent");
+    let again = new_id();
+    let commands = commands_during(server.port, async {
+        let (status, retry_again, body) = answer(app.image_code(&again).await).await;
+        assert_eq!((status, body.as_str()), (429, THROTTLED));
+        assert!(
+            (1..=retry).contains(&retry_again),
+            "{retry_again} vs {retry}"
+        );
+    })
+    .await;
+    assert_eq!(commands, Vec::<String>::new(), "refused from memory");
+    assert_eq!(value(&format!("img_{again}")), None, "nothing stored");
+
+    let res = from("198.51.100.99".to_owned()).await.expect("sent");
     assert_eq!(res.status(), 200, "another client has its own budget");
     assert_eq!(
         app.metric(r#"captchas_refused_total{reason="issue_limit",service="verifications-svc"}"#)
             .await,
-        1
+        2
     );
     assert_eq!(
         app.metric(r#"codes_issued_total{kind="image",service="verifications-svc"}"#)
             .await,
-        4
+        12
     );
 }
