@@ -3,8 +3,8 @@
 
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The registry and the per-request metrics recorded by [`crate::telemetry::observe`].
@@ -59,6 +59,13 @@ impl Metrics {
             .expect("metric names are unique within a service");
     }
 
+    /// An `IntCounter` registered on this registry.
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        let c = IntCounter::new(name, help).expect("static metric options are valid");
+        self.register(Box::new(c.clone()));
+        c
+    }
+
     /// An `IntCounterVec` registered on this registry.
     pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         let c = IntCounterVec::new(Opts::new(name, help), labels)
@@ -85,6 +92,20 @@ impl Metrics {
     /// A `Histogram` with these bucket bounds (seconds), registered on this registry.
     pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
         let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("static metric options are valid");
+        self.register(Box::new(h.clone()));
+        h
+    }
+
+    /// A `HistogramVec` with these bucket bounds (seconds), registered on this registry.
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+        labels: &[&str],
+    ) -> HistogramVec {
+        let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
             .expect("static metric options are valid");
         self.register(Box::new(h.clone()));
         h

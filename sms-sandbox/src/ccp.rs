@@ -216,14 +216,7 @@ fn check_body(creds: Credentials<'_>, body: &[u8]) -> Result<Accepted, Rejection
         }
     };
 
-    let to_field = string("to")?.ok_or(NUMBER_EMPTY)?;
-    let to: Vec<String> = to_field.split(',').map(|s| s.trim().to_owned()).collect();
-    if to.len() > MAX_RECIPIENTS {
-        return Err(TOO_MANY_NUMBERS);
-    }
-    if !to.iter().all(|m| is_mobile(m)) {
-        return Err(NUMBER_FORMAT);
-    }
+    let to = recipients(string("to")?.ok_or(NUMBER_EMPTY)?)?;
 
     let app_id = string("appId")?.ok_or(APP_ID_EMPTY)?;
     if app_id != creds.app_id {
@@ -234,23 +227,7 @@ fn check_body(creds: Credentials<'_>, body: &[u8]) -> Result<Accepted, Rejection
     if !template_id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TEMPLATE_ID_NOT_NUMERIC);
     }
-
-    let datas = match obj.get("datas") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or(DATAS_FORMAT))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(DATAS_FORMAT),
-    };
-    // Template 1 is CCP's test template: its variables must be numbers.
-    if template_id == "1"
-        && !datas
-            .iter()
-            .all(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(TEST_TEMPLATE_NOT_NUMERIC);
-    }
+    let datas = template_data(obj.get("datas"), template_id)?;
 
     let req_id = string("reqId")?;
     if req_id
@@ -266,6 +243,39 @@ fn check_body(creds: Credentials<'_>, body: &[u8]) -> Result<Accepted, Rejection
         datas,
         req_id: req_id.map(str::to_owned),
     })
+}
+
+/// `to`: comma-separated mainland mobiles, at most [`MAX_RECIPIENTS`].
+fn recipients(field: &str) -> Result<Vec<String>, Rejection> {
+    let to: Vec<String> = field.split(',').map(|s| s.trim().to_owned()).collect();
+    if to.len() > MAX_RECIPIENTS {
+        return Err(TOO_MANY_NUMBERS);
+    }
+    if !to.iter().all(|m| is_mobile(m)) {
+        return Err(NUMBER_FORMAT);
+    }
+    Ok(to)
+}
+
+/// `datas`: the template's variables, an array of strings (absent or null: none).
+fn template_data(datas: Option<&Value>, template_id: &str) -> Result<Vec<String>, Rejection> {
+    let datas: Vec<String> = match datas {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or(DATAS_FORMAT))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(DATAS_FORMAT),
+    };
+    // Template 1 is CCP's test template: its variables must be numbers.
+    if template_id == "1"
+        && !datas
+            .iter()
+            .all(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(TEST_TEMPLATE_NOT_NUMERIC);
+    }
+    Ok(datas)
 }
 
 /// A mainland mobile: 11 digits starting with 1[3-9].

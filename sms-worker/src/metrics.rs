@@ -1,7 +1,7 @@
 //! The worker's Prometheus metrics, on the shared registry (which also carries the HTTP metrics
 //! of its health port): jobs by outcome, provider latency, retries and the queue depth.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntGaugeVec, Opts};
+use prometheus::{HistogramVec, IntCounter, IntGaugeVec};
 use shared::metrics::Metrics;
 
 /// Every metric sms-worker records.
@@ -35,65 +35,48 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     pub fn new() -> Self {
         let registry = Metrics::new("sms-worker");
-        let jobs = registry.counter_vec(
-            "sms_jobs_total",
-            "SMS jobs finished, by outcome",
-            &["outcome"],
-        );
-        let provider_jobs = registry.counter_vec(
-            "sms_provider_jobs_total",
-            "SMS jobs finished, by provider and outcome",
-            &["provider", "outcome"],
-        );
-        let provider_latency = HistogramVec::new(
-            HistogramOpts::new(
+        Self {
+            jobs: registry.counter_vec(
+                "sms_jobs_total",
+                "SMS jobs finished, by outcome",
+                &["outcome"],
+            ),
+            provider_jobs: registry.counter_vec(
+                "sms_provider_jobs_total",
+                "SMS jobs finished, by provider and outcome",
+                &["provider", "outcome"],
+            ),
+            provider_latency: registry.histogram_vec(
                 "sms_provider_request_duration_seconds",
                 "Time of one call to the SMS provider",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["provider", "result"],
-        )
-        .expect("static metric options are valid");
-        registry.register(Box::new(provider_latency.clone()));
-        let redis_waits = counter(
-            &registry,
-            "sms_verify_redis_waits_total",
-            "Waits of a job because the verify-codes Redis could not be reached",
-        );
-        let retries = counter(
-            &registry,
-            "sms_retries_total",
-            "Provider calls repeated after a retryable failure",
-        );
-        let breaker_state = gauge_vec(
-            &registry,
-            "sms_provider_breaker_state",
-            "Circuit breaker of each SMS provider: 0 closed, 1 open, 2 half-open",
-            &["provider"],
-        );
-        let quota_refunds = counter(
-            &registry,
-            "sms_quota_refunds_total",
-            "Daily-quota hits given back because no provider delivered the code",
-        );
-        let queue_depth = gauge_vec(
-            &registry,
-            "sms_queue_depth",
-            "SMS jobs in the queue, by state",
-            &["state"],
-        );
-        Self {
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+                &["provider", "result"],
+            ),
+            redis_waits: registry.counter(
+                "sms_verify_redis_waits_total",
+                "Waits of a job because the verify-codes Redis could not be reached",
+            ),
+            retries: registry.counter(
+                "sms_retries_total",
+                "Provider calls repeated after a retryable failure",
+            ),
+            breaker_state: registry.gauge_vec(
+                "sms_provider_breaker_state",
+                "Circuit breaker of each SMS provider: 0 closed, 1 open, 2 half-open",
+                &["provider"],
+            ),
+            quota_refunds: registry.counter(
+                "sms_quota_refunds_total",
+                "Daily-quota hits given back because no provider delivered the code",
+            ),
+            queue_depth: registry.gauge_vec(
+                "sms_queue_depth",
+                "SMS jobs in the queue, by state",
+                &["state"],
+            ),
             registry,
-            jobs,
-            provider_jobs,
-            provider_latency,
-            breaker_state,
-            quota_refunds,
-            retries,
-            redis_waits,
-            queue_depth,
         }
     }
 }
@@ -102,17 +85,4 @@ impl Default for WorkerMetrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn counter(registry: &Metrics, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("static metric options are valid");
-    registry.register(Box::new(c.clone()));
-    c
-}
-
-fn gauge_vec(registry: &Metrics, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g =
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric options are valid");
-    registry.register(Box::new(g.clone()));
-    g
 }

@@ -73,29 +73,8 @@ impl Application {
             active_key: apalis_config.active_jobs_list(),
             scheduled_key: apalis_config.scheduled_jobs_set(),
         });
-        let registry = web::Data::new(metrics.registry.clone());
-        // Its routes are all probes, never shed; the bound is kept for one service shape.
-        let admission = shared::http::Admission::new(config.listen.max_in_flight, &registry);
-        let metrics = web::Data::new(metrics);
-        let listener = TcpListener::bind(config.listen.address())
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen.address()))?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            // No browser calls the health port: no CORS origins.
-            shared::http::app(
-                registry.clone(),
-                web::Data::new(AllowedOrigins::default()),
-                admission.clone(),
-            )
-            .app_data(metrics.clone())
-            .app_data(probes.clone())
-            .configure(routes::configure)
-        })
-        .workers(1)
-        // The process stops on its own signal handling (run_until_stopped), after the jobs.
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        let (listener, port) = shared::server::bind(&config.listen)?;
+        let server = health_server(listener, config.listen.max_in_flight, metrics, probes)?;
         tracing::info!(
             port,
             worker = consumer.instance(),
@@ -156,6 +135,35 @@ impl Application {
         let _ = server.await;
         Ok(())
     }
+}
+
+/// The health and metrics port: one HTTP worker, the probes and `/metrics`.
+fn health_server(
+    listener: TcpListener,
+    max_in_flight: usize,
+    metrics: WorkerMetrics,
+    probes: web::Data<Probes>,
+) -> std::io::Result<Server> {
+    let registry = web::Data::new(metrics.registry.clone());
+    // Its routes are all probes, never shed; the bound is kept for one service shape.
+    let admission = shared::http::Admission::new(max_in_flight, &registry);
+    let metrics = web::Data::new(metrics);
+    Ok(HttpServer::new(move || {
+        // No browser calls the health port: no CORS origins.
+        shared::http::app(
+            registry.clone(),
+            web::Data::new(AllowedOrigins::default()),
+            admission.clone(),
+        )
+        .app_data(metrics.clone())
+        .app_data(probes.clone())
+        .configure(routes::configure)
+    })
+    .workers(1)
+    // The process stops on its own signal handling (run_until_stopped), after the jobs.
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }
 
 /// Each provider of `SMS_PROVIDERS`, in order, with its breaker (and the breaker's gauge).

@@ -48,12 +48,10 @@ impl Admission {
     /// At most `max` requests in flight (0 = no bound); `http_requests_shed_total` is registered
     /// on `metrics`.
     pub fn new(max: usize, metrics: &Metrics) -> web::Data<Self> {
-        let shed = IntCounter::new(
+        let shed = metrics.counter(
             "http_requests_shed_total",
             "Requests refused with 503 because MAX_IN_FLIGHT requests were already in flight",
-        )
-        .expect("static metric options are valid");
-        metrics.register(Box::new(shed.clone()));
+        );
         web::Data::new(Self {
             max,
             in_flight: AtomicUsize::new(0),
