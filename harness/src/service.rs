@@ -49,6 +49,16 @@ pub async fn assert_health_and_framework_errors(http: &reqwest::Client, address:
     }
 }
 
+/// The whole seconds of a response's `Retry-After` (panics when it has none: tests use it to
+/// assert one).
+pub fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header of whole seconds")
+}
+
 /// A `/readyz` answer of 503 with `Retry-After: 5` whose body names exactly the `failed` checks.
 pub async fn assert_unready(res: reqwest::Response, failed: &[&str]) {
     assert_eq!(res.status(), 503);

@@ -271,18 +271,8 @@ pub fn classify_code(code: &str, message: &str) -> Attempt {
     );
     match code {
         "OK" => Attempt::Sent,
-        _ if retryable => Attempt::Retryable {
-            reason: format!("Aliyun {code} {message}"),
-        },
-        _ => Attempt::Permanent {
-            code: code.to_owned(),
-            reason: message.to_owned(),
-            scope: if number {
-                Scope::Number
-            } else {
-                Scope::Account
-            },
-        },
+        _ if retryable => Attempt::retryable("Aliyun", code, message),
+        _ => Attempt::permanent(code, message, number),
     }
 }
 

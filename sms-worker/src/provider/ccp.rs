@@ -152,21 +152,11 @@ pub fn classify_code(code: &str, msg: String) -> Attempt {
     );
     match code {
         "000000" | "160054" => Attempt::Sent,
-        "111111" | "160000" | "160050" | "160063" | "160064" | "172001" => Attempt::Retryable {
-            reason: format!("CCP {code} {msg}"),
-        },
-        _ if internal => Attempt::Retryable {
-            reason: format!("CCP {code} {msg}"),
-        },
-        _ => Attempt::Permanent {
-            code: code.to_owned(),
-            reason: msg,
-            scope: if number {
-                Scope::Number
-            } else {
-                Scope::Account
-            },
-        },
+        "111111" | "160000" | "160050" | "160063" | "160064" | "172001" => {
+            Attempt::retryable("CCP", code, &msg)
+        }
+        _ if internal => Attempt::retryable("CCP", code, &msg),
+        _ => Attempt::permanent(code, msg, number),
     }
 }
 

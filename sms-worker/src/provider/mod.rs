@@ -37,6 +37,27 @@ pub enum Attempt {
 }
 
 impl Attempt {
+    /// A refusal code of `provider` that is worth trying again.
+    pub fn retryable(provider: &str, code: &str, message: &str) -> Self {
+        Self::Retryable {
+            reason: format!("{provider} {code} {message}"),
+        }
+    }
+
+    /// A refusal code that trying again cannot help: the number's if `number`, else our
+    /// account's at this provider.
+    pub fn permanent(code: &str, message: impl Into<String>, number: bool) -> Self {
+        Self::Permanent {
+            code: code.to_owned(),
+            reason: message.into(),
+            scope: if number {
+                Scope::Number
+            } else {
+                Scope::Account
+            },
+        }
+    }
+
     /// The `result` label of the provider metrics.
     pub fn label(&self) -> &'static str {
         match self {

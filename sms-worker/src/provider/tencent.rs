@@ -260,18 +260,8 @@ pub fn classify_code(code: &str, message: &str) -> Attempt {
         "InternalError.Timeout" => Attempt::Ambiguous {
             reason: format!("Tencent {code} {message}"),
         },
-        _ if retryable => Attempt::Retryable {
-            reason: format!("Tencent {code} {message}"),
-        },
-        _ => Attempt::Permanent {
-            code: code.to_owned(),
-            reason: message.to_owned(),
-            scope: if number {
-                Scope::Number
-            } else {
-                Scope::Account
-            },
-        },
+        _ if retryable => Attempt::retryable("Tencent", code, message),
+        _ => Attempt::permanent(code, message, number),
     }
 }
 

@@ -154,11 +154,7 @@ async fn wrong_codes_per_client_across_mobiles_answer_429_past_the_limit() {
         .send()
         .await
         .expect("sent");
-    let retry: u64 = res.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
+    let retry = harness::service::retry_after(&res);
     assert!((3_590..=3_600).contains(&retry), "{retry}");
     let got = status_and_json(res).await;
     assert_eq!(

@@ -35,11 +35,7 @@ async fn registrations_spend_the_count_endpoints_per_ip_limit_before_any_lookup(
         ("valid registration", registration("alice123", MOBILE, CODE)),
     ] {
         let res = app.register(&body).await;
-        let retry: u64 = res.headers()["retry-after"]
-            .to_str()
-            .expect("ascii")
-            .parse()
-            .expect("seconds");
+        let retry = harness::service::retry_after(&res);
         assert!((1..=60).contains(&retry), "{why}: {retry}");
         let text = res.text().await.expect("body");
         assert_eq!(

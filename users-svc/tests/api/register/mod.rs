@@ -64,6 +64,28 @@ pub(super) fn now_secs() -> u64 {
 }
 
 /// Status and raw body text of a JSON response, for bodies whose key order matters.
+/// Every registration of `bodies` sent at once; status and JSON body of each, in order.
+pub(super) async fn register_concurrently(app: &TestApp, bodies: &[Value]) -> Vec<(u16, Value)> {
+    futures::future::join_all(
+        bodies
+            .iter()
+            .map(|b| async { status_and_json(app.register(b).await).await }),
+    )
+    .await
+}
+
+/// Exactly one of `results` is a 201; every other is a 400 with `loser`.
+pub(super) fn assert_one_created(results: &[(u16, Value)], loser: &Value) {
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{results:?}"
+    );
+    for (status, body) in results.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!((*status, body), (400, loser));
+    }
+}
+
 pub(super) async fn status_and_text(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
     let ct = res.headers()["content-type"].clone();

@@ -14,12 +14,7 @@ async fn twenty_concurrent_registrations_of_one_username_create_exactly_one_acco
             registration("samename1", &mobile, CODE)
         })
         .collect();
-    let results = futures::future::join_all(
-        bodies
-            .iter()
-            .map(|b| async { status_and_json(app.register(b).await).await }),
-    )
-    .await;
+    let results = register_concurrently(&app, &bodies).await;
     let created: Vec<&Value> = results
         .iter()
         .filter(|(s, _)| *s == 201)
@@ -96,23 +91,11 @@ async fn twenty_concurrent_registrations_of_one_mobile_create_exactly_one_accoun
     let bodies: Vec<Value> = (0..20)
         .map(|i| registration(&format!("user{i:04}"), MOBILE, CODE))
         .collect();
-    let results = futures::future::join_all(
-        bodies
-            .iter()
-            .map(|b| async { status_and_json(app.register(b).await).await }),
-    )
-    .await;
-    assert_eq!(
-        results.iter().filter(|(s, _)| *s == 201).count(),
-        1,
-        "{results:?}"
+    let results = register_concurrently(&app, &bodies).await;
+    assert_one_created(
+        &results,
+        &json!({"mobile": ["具有 手机号 的 用户 已存在。"]}),
     );
-    for (status, body) in results.iter().filter(|(s, _)| *s != 201) {
-        assert_eq!(
-            (*status, body),
-            (400, &json!({"mobile": ["具有 手机号 的 用户 已存在。"]}))
-        );
-    }
     assert_eq!(app.user_count(), 1);
     assert_eq!(app.redis_get(&format!("sms_{MOBILE}")), None);
 }

@@ -85,12 +85,7 @@ async fn forty_concurrent_wrong_codes_get_at_most_five_comparisons() {
     let bodies: Vec<Value> = (0..40)
         .map(|i| registration("alice123", MOBILE, &format!("{:06}", 900_000 + i)))
         .collect();
-    let results = futures::future::join_all(
-        bodies
-            .iter()
-            .map(|b| async { status_and_json(app.register(b).await).await }),
-    )
-    .await;
+    let results = register_concurrently(&app, &bodies).await;
     let wrong = (400, json!({"non_field_errors": ["短信验证码错误"]}));
     let invalid = (400, json!({"non_field_errors": ["无效的短信验证码"]}));
     let wrongs = results.iter().filter(|r| **r == wrong).count();

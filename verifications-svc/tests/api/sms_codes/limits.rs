@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// The status of a send through a proxy that says the client is `xff`.
+async fn status_from(app: &TestApp, mobile: &str, xff: &str) -> u16 {
+    send_from(app, mobile, xff).await.status().as_u16()
+}
+
+/// How many of `results` are `status` with exactly `body`.
+fn count(results: &[(u16, String)], status: u16, body: &str) -> usize {
+    results
+        .iter()
+        .filter(|(s, b)| (*s, b.as_str()) == (status, body))
+        .count()
+}
+
 #[tokio::test]
 async fn a_second_send_within_60_seconds_is_too_frequent() {
     let app = spawn_app().await;
@@ -30,11 +43,8 @@ async fn twenty_concurrent_requests_for_one_mobile_send_exactly_once() {
             .map(|id| async { status_and_body(app.sms_code(MOBILE, id, "ACDE").await).await }),
     )
     .await;
-    let ok = results.iter().filter(|r| r.0 == 200).count();
-    let frequent = results
-        .iter()
-        .filter(|r| (r.0, r.1.as_str()) == (400, FREQUENT))
-        .count();
+    let ok = count(&results, 200, OK);
+    let frequent = count(&results, 400, FREQUENT);
     assert_eq!((ok, frequent), (1, 19), "{results:?}");
     let jobs = app.queued_jobs();
     assert_eq!(jobs.len(), 1);
@@ -60,11 +70,8 @@ async fn one_captcha_used_by_ten_concurrent_requests_succeeds_at_most_once() {
             .map(|m| async { status_and_body(app.sms_code(m, &id, "ACDE").await).await }),
     )
     .await;
-    let ok = results.iter().filter(|r| r.0 == 200).count();
-    let invalid = results
-        .iter()
-        .filter(|r| (r.0, r.1.as_str()) == (400, INVALID))
-        .count();
+    let ok = count(&results, 200, OK);
+    let invalid = count(&results, 400, INVALID);
     assert_eq!((ok, invalid), (1, 9), "{results:?}");
     assert_eq!(app.queued_jobs().len(), 1);
 }
@@ -82,11 +89,7 @@ async fn the_per_mobile_daily_limit_answers_429_with_retry_after() {
     }
     let code = app.value(&format!("sms_{MOBILE}"));
     let res = send(&app, MOBILE).await;
-    let retry: u64 = res.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
+    let retry = harness::service::retry_after(&res);
     assert!((86_390..=86_400).contains(&retry), "{retry}");
     let (status, body) = status_and_body(res).await;
     assert_eq!((status, body.as_str()), (429, THROTTLED));
@@ -126,11 +129,7 @@ async fn the_per_ip_hourly_limit_answers_429_with_retry_after() {
     assert_eq!(send(&app, "13800000001").await.status(), 200);
     assert_eq!(send(&app, "13800000002").await.status(), 200);
     let res = send(&app, "13800000003").await;
-    let retry: u64 = res.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
+    let retry = harness::service::retry_after(&res);
     assert!((3_590..=3_600).contains(&retry), "{retry}");
     let (status, body) = status_and_body(res).await;
     assert_eq!((status, body.as_str()), (429, THROTTLED));
@@ -170,22 +169,10 @@ async fn the_per_ip_hourly_limit_answers_429_with_retry_after() {
 async fn x_forwarded_for_is_honoured_from_a_trusted_peer() {
     // The test client connects from 127.0.0.1, the default trusted proxy.
     let app = spawn_app_with(Options::env(&[("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "1")])).await;
+    assert_eq!(status_from(&app, "13800000001", "198.51.100.1").await, 200);
+    assert_eq!(status_from(&app, "13800000002", "198.51.100.2").await, 200);
     assert_eq!(
-        send_from(&app, "13800000001", "198.51.100.1")
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        send_from(&app, "13800000002", "198.51.100.2")
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        send_from(&app, "13800000003", "6.6.6.6, 198.51.100.1")
-            .await
-            .status(),
+        status_from(&app, "13800000003", "6.6.6.6, 198.51.100.1").await,
         429,
         "the rightmost untrusted hop is the client"
     );
@@ -225,7 +212,7 @@ async fn ipv6_clients_are_limited_by_their_slash_64_and_mapped_ipv4_as_ipv4() {
         ),
     ];
     for (why, mobile, xff, want) in cases {
-        assert_eq!(send_from(&app, mobile, xff).await.status(), want, "{why}");
+        assert_eq!(status_from(&app, mobile, xff).await, want, "{why}");
     }
     assert_eq!(
         app.value("rl:sms_ip:2001:db8:1:2::/64").as_deref(),
@@ -253,16 +240,9 @@ async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
         ("TRUSTED_PROXIES", "10.0.0.0/8"),
     ]))
     .await;
+    assert_eq!(status_from(&app, "13800000001", "198.51.100.1").await, 200);
     assert_eq!(
-        send_from(&app, "13800000001", "198.51.100.1")
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        send_from(&app, "13800000002", "198.51.100.2")
-            .await
-            .status(),
+        status_from(&app, "13800000002", "198.51.100.2").await,
         429,
         "a forged header does not buy a fresh limit"
     );
