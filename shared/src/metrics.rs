@@ -59,42 +59,44 @@ impl Metrics {
             .expect("metric names are unique within a service");
     }
 
+    /// `metric`, registered on this registry (the typed constructors below go through this).
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, metric: C) -> C {
+        self.register(Box::new(metric.clone()));
+        metric
+    }
+
     /// An `IntCounter` registered on this registry.
     pub fn counter(&self, name: &str, help: &str) -> IntCounter {
-        let c = IntCounter::new(name, help).expect("static metric options are valid");
-        self.register(Box::new(c.clone()));
-        c
+        self.add(IntCounter::new(name, help).expect("static metric options are valid"))
     }
 
     /// An `IntCounterVec` registered on this registry.
     pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let c = IntCounterVec::new(Opts::new(name, help), labels)
-            .expect("static metric options are valid");
-        self.register(Box::new(c.clone()));
-        c
+        self.add(
+            IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric options are valid"),
+        )
     }
 
     /// An `IntGauge` registered on this registry.
     pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
-        let g = IntGauge::new(name, help).expect("static metric options are valid");
-        self.register(Box::new(g.clone()));
-        g
+        self.add(IntGauge::new(name, help).expect("static metric options are valid"))
     }
 
     /// An `IntGaugeVec` registered on this registry.
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        let g = IntGaugeVec::new(Opts::new(name, help), labels)
-            .expect("static metric options are valid");
-        self.register(Box::new(g.clone()));
-        g
+        self.add(
+            IntGaugeVec::new(Opts::new(name, help), labels)
+                .expect("static metric options are valid"),
+        )
     }
 
     /// A `Histogram` with these bucket bounds (seconds), registered on this registry.
     pub fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-        let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-            .expect("static metric options are valid");
-        self.register(Box::new(h.clone()));
-        h
+        self.add(
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("static metric options are valid"),
+        )
     }
 
     /// A `HistogramVec` with these bucket bounds (seconds), registered on this registry.
@@ -105,10 +107,10 @@ impl Metrics {
         buckets: Vec<f64>,
         labels: &[&str],
     ) -> HistogramVec {
-        let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-            .expect("static metric options are valid");
-        self.register(Box::new(h.clone()));
-        h
+        self.add(
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("static metric options are valid"),
+        )
     }
 
     /// Prometheus text exposition of everything registered.
