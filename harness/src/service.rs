@@ -59,6 +59,18 @@ pub fn retry_after(res: &reqwest::Response) -> u64 {
         .expect("a Retry-After header of whole seconds")
 }
 
+/// A `/readyz` answer of 200 `{"status":"ready"}` from a service whose verify-codes Redis is
+/// `redis`: it holds a connection to this test's own database, not to the server's default one.
+pub async fn assert_ready(res: reqwest::Response, redis: &crate::TestRedis) {
+    assert_eq!(res.status(), 200);
+    let clients: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.client().get_connection().expect("connect"))
+        .expect("CLIENT LIST");
+    assert!(clients.contains(&format!(" db={} ", redis.db)), "{clients}");
+    assert_eq!(res.text().await.expect("body"), r#"{"status":"ready"}"#);
+}
+
 /// A `/readyz` answer of 503 with `Retry-After: 5` whose body names exactly the `failed` checks.
 pub async fn assert_unready(res: reqwest::Response, failed: &[&str]) {
     assert_eq!(res.status(), 503);

@@ -9,18 +9,7 @@ async fn healthz_unknown_routes_and_wrong_methods_answer_json() {
 #[tokio::test]
 async fn readyz_answers_200_when_redis_answers() {
     let app = spawn_app().await;
-    let res = app.get("/readyz").await;
-    assert_eq!(res.status(), 200);
-    // The service reached this test's own database, not the server's default one.
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut app.redis.client().get_connection().expect("connect"))
-        .expect("CLIENT LIST");
-    assert!(
-        clients.contains(&format!(" db={} ", app.redis.db)),
-        "{clients}"
-    );
-    assert_eq!(res.text().await.expect("body"), r#"{"status":"ready"}"#);
+    harness::service::assert_ready(app.get("/readyz").await, &app.redis).await;
 }
 
 #[tokio::test]
