@@ -106,12 +106,19 @@ pub fn start(dir: &Path, port: u16) -> Child {
         "--defaults-group-suffix=_throwaway".to_owned(),
     ];
     let data = dir.join("data");
+    // Private scratch files: two bootstraps at once sharing /tmp can fail on each other's
+    // `#sql-temptable-*` files ("Error on delete of '/tmp/#sql-temptable-…'", seen with two
+    // tests starting servers together).
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("the scratch folder can be created");
+    let tmpdir = format!("--tmpdir={}", tmp.display());
     if !data.join("mysql").is_dir() {
         std::fs::create_dir_all(&data).expect("the data folder can be created");
         let install = process::find_binary("mariadb-install-db", "mariadb-server");
         let out = Command::new(install)
             .args(&defaults)
             .arg(format!("--datadir={}", data.display()))
+            .arg(&tmpdir)
             .args(user_args())
             .output()
             .expect("mariadb-install-db can be run");
@@ -129,6 +136,7 @@ pub fn start(dir: &Path, port: u16) -> Child {
         .arg(format!("--socket={}", dir.join("mariadb.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()))
         .arg(format!("--port={port}"))
+        .arg(&tmpdir)
         .args(user_args());
     let mut child = process::spawn_detached(&mut cmd, &dir.join("mariadb.log"));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
