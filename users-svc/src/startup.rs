@@ -5,6 +5,7 @@
 //! tests): the service must start without its database.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{HttpServer, web};
 use shared::client_ip::TrustedProxies;
@@ -13,7 +14,7 @@ use shared::redis_client::RedisClient;
 use shared::server::Bound;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Closing, Db};
 use crate::domain::availability::Availability;
 use crate::domain::enumeration_limit::EnumerationLimit;
 use crate::domain::in_flight::InFlight;
@@ -25,7 +26,13 @@ use crate::routes;
 
 /// A bound, not yet running, users-svc.
 #[derive(Debug)]
-pub struct Application(Bound);
+pub struct Application {
+    bound: Bound,
+    /// The database pools of the HTTP workers, closed when the workers stop.
+    closing: Closing,
+    /// How long the process waits for those pools to close their connections.
+    close_limit: Duration,
+}
 
 /// The clients one HTTP worker uses. Each actix worker runs its own single-threaded runtime;
 /// giving each its own pools and limiter connection keeps every socket on the runtime of the
@@ -39,9 +46,9 @@ struct WorkerClients {
 }
 
 impl WorkerClients {
-    fn build(config: &Config) -> anyhow::Result<Self> {
+    fn build(config: &Config, closing: &Closing) -> anyhow::Result<Self> {
         Ok(Self {
-            db: Db::build(&config.database)?,
+            db: Db::build(&config.database, closing)?,
             redis: config.redis.connection()?,
         })
     }
@@ -52,8 +59,10 @@ impl Application {
     /// starts (and answers 503 until they are reachable) without MariaDB or Redis.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (listener, port) = shared::server::bind(&config.listen)?;
+        let closing = Closing::default();
+        let close_limit = config.database.timeout;
         // Built once here so that a bad setting fails start-up, not a worker.
-        drop(WorkerClients::build(&config)?);
+        drop(WorkerClients::build(&config, &closing)?);
         let metrics = Metrics::new("users-svc");
         let users_metrics = UsersMetrics::register(&metrics);
         // One hasher for the whole process: "one hash per core" is a process-wide limit.
@@ -73,9 +82,10 @@ impl Application {
         let cors = web::Data::new(config.cors_allowed_origins.clone());
         let trusted_proxies = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
         let workers = config.listen.workers;
+        let worker_closing = closing.clone();
         let server = HttpServer::new(move || {
-            let clients =
-                WorkerClients::build(&config).expect("the same settings built at start-up");
+            let clients = WorkerClients::build(&config, &worker_closing)
+                .expect("the same settings built at start-up");
             let limiter =
                 EnumerationLimit::new(clients.redis.clone(), config.count_limit_per_minute);
             let registrar = Registrar {
@@ -104,16 +114,29 @@ impl Application {
         .shutdown_timeout(shared::server::SHUTDOWN_TIMEOUT_SECS)
         .listen(listener)?
         .run();
-        Ok(Self(Bound::new("users-svc", port, server)))
+        Ok(Self {
+            bound: Bound::new("users-svc", port, server),
+            closing,
+            close_limit,
+        })
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
-        self.0.port()
+        self.bound.port()
     }
 
-    /// Serve until SIGTERM/SIGINT; in-flight requests are finished first.
+    /// Serve until SIGTERM/SIGINT; in-flight requests are finished first, then the workers'
+    /// database connections are closed (`COM_QUIT`), waiting at most `DB_TIMEOUT_MS` for them:
+    /// the server returns when the workers report stopped, before they drop their pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.0.run_until_stopped().await
+        self.bound.run_until_stopped().await?;
+        if !self.closing.wait(self.close_limit).await {
+            tracing::warn!(
+                limit = ?self.close_limit,
+                "database connections not closed in time; exiting anyway"
+            );
+        }
+        Ok(())
     }
 }

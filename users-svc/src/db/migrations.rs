@@ -42,10 +42,9 @@ type SyncConn =
     diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncMysqlConnection>;
 
 /// Run `work` on one connection of its own, under the per-database migration lock, then close
-/// the connection properly. The connection comes from a `mysql_async` pool of one only so that
-/// it can be closed with `COM_QUIT`: `mysql_async` says goodbye from `Pool::disconnect` (and
-/// `Conn::disconnect`, which diesel-async's connection does not expose), while a dropped
-/// connection is just cut, and MariaDB logs `Aborted connection` for each start-up.
+/// the connection properly: it comes from a connection source (`closing.rs`), so it says
+/// goodbye with `COM_QUIT` instead of being cut (MariaDB logged `Aborted connection` for each
+/// start-up).
 async fn with_sync_connection<T: Send + 'static>(
     url: &str,
     work: impl FnOnce(&mut SyncConn) -> anyhow::Result<T> + Send + 'static,
@@ -59,20 +58,7 @@ async fn with_sync_connection<T: Send + 'static>(
                 cause,
             })
         };
-        let opts = mysql_async::Opts::from_url(&url).map_err(|e| unreachable(e.to_string()))?;
-        let pool = mysql_async::Pool::new(
-            mysql_async::OptsBuilder::from_opts(opts)
-                // As diesel-async's own connections: it caches statements itself.
-                .stmt_cache_size(0)
-                .client_found_rows(true)
-                .pool_opts(
-                    mysql_async::PoolOpts::default()
-                        .with_constraints(
-                            mysql_async::PoolConstraints::new(0, 1).expect("0 <= 1, 1 > 0"),
-                        )
-                        .with_reset_connection(false),
-                ),
-        );
+        let pool = super::closing::source(&url, 1).map_err(unreachable)?;
         let result = runtime
             .block_on(async {
                 let conn = pool.get_conn().await.map_err(|e| e.to_string())?;
@@ -82,7 +68,7 @@ async fn with_sync_connection<T: Send + 'static>(
             })
             .map_err(unreachable)
             .and_then(|conn| locked(&mut SyncConn::from(conn), work));
-        // The connection is back in the pool (the wrapper was dropped): say goodbye.
+        // The connection was given back (the wrapper was dropped): wait for its goodbye.
         if let Err(e) = runtime.block_on(pool.disconnect()) {
             tracing::debug!(error = %e, "closing the migration connection");
         }

@@ -21,14 +21,17 @@
 //! a 4-byte character in a `utf8`/utf8mb3 column of an adopted Django table), or another refusal
 //! ([`DbError::Refused`], e.g. a deadlock or a lock wait timeout, still a 503).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncMysqlConnection, SimpleAsyncConnection};
 
+use super::closing::{Closer, Closing, source};
 use super::error::{DbError, classify};
 use crate::config::DatabaseConfig;
 
@@ -40,6 +43,9 @@ pub type Conn = Object<AsyncMysqlConnection>;
 pub struct Db {
     pool: Pool<AsyncMysqlConnection>,
     timeout: Duration,
+    /// Declared after `pool`: when the last clone goes, the pool gives its idle connections
+    /// back first, then the source closes them with `COM_QUIT` (`closing.rs`).
+    _closer: Arc<Closer>,
 }
 
 impl std::fmt::Debug for Db {
@@ -52,11 +58,12 @@ impl std::fmt::Debug for Db {
 }
 impl Db {
     /// Build the pool. Nothing connects until the first checkout, so the service starts (and
-    /// answers 503) even while MariaDB is still coming up.
-    pub fn build(config: &DatabaseConfig) -> anyhow::Result<Self> {
-        let mut manager_config = ManagerConfig::<AsyncMysqlConnection>::default();
-        manager_config.recycling_method = RecyclingMethod::Fast;
-        let manager = AsyncDieselConnectionManager::new_with_config(&config.url, manager_config);
+    /// answers 503) even while MariaDB is still coming up. Its connections are closed properly
+    /// when the last clone is dropped; `closing` counts it until they are.
+    pub fn build(config: &DatabaseConfig, closing: &Closing) -> anyhow::Result<Self> {
+        let source = source(&config.url, config.pool_size)
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
+        let manager = manager(&config.url, source.clone());
         let (idle_check, timeout) = (config.idle_check, config.timeout);
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
@@ -82,6 +89,7 @@ impl Db {
         Ok(Self {
             pool,
             timeout: config.timeout,
+            _closer: Arc::new(closing.track(source)),
         })
     }
 
@@ -172,6 +180,27 @@ impl Db {
         .map(drop)
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
     }
+}
+
+/// deadpool's manager of diesel connections, each made from a connection of `source` (so that
+/// it ends with `COM_QUIT` when deadpool drops it).
+fn manager(
+    url: &str,
+    source: mysql_async::Pool,
+) -> AsyncDieselConnectionManager<AsyncMysqlConnection> {
+    let mut manager_config = ManagerConfig::<AsyncMysqlConnection>::default();
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(move |_url| {
+        let source = source.clone();
+        Box::pin(async move {
+            let conn = source
+                .get_conn()
+                .await
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            AsyncMysqlConnection::try_from(conn).await
+        })
+    });
+    AsyncDieselConnectionManager::new_with_config(url, manager_config)
 }
 
 /// How one attempt of [`Db::run`] failed.

@@ -191,3 +191,106 @@ async fn sigterm_lets_an_in_flight_registration_finish_then_exits_0() {
         Some("sigterm1")
     );
 }
+
+/// Stopping closes the HTTP workers' database connections properly (`COM_QUIT`): after a
+/// SIGTERM with pooled connections open in both workers, MariaDB logs no aborted connection.
+/// (Before, every pooled connection was cut when the process exited.)
+#[tokio::test]
+async fn sigterm_closes_every_pooled_database_connection_with_a_goodbye() {
+    let db = harness::MariaDbServer::start();
+    let redis = harness::test_redis();
+    let http_port = harness::process::free_port();
+    let mut service = Killed(
+        binary()
+            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env("DATABASE_URL", db.url())
+            .env("REDIS_URL", redis.url())
+            .env("PORT", http_port.to_string())
+            .env("HTTP_WORKERS", "2")
+            .env("BCRYPT_COST", "10")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    assert!(harness::process::wait_for_port(
+        http_port,
+        Duration::from_secs(30)
+    ));
+    redis::cmd("SETEX")
+        .arg("sms_13800138001")
+        .arg(300)
+        .arg("123456")
+        .query::<()>(&mut redis.client().get_connection().expect("redis"))
+        .expect("SETEX");
+    let http = harness::http_client();
+    let base = format!("http://127.0.0.1:{http_port}");
+    let registered = http
+        .post(format!("{base}/users/"))
+        .json(&crate::helpers::registration(
+            "goodbye1",
+            "13800138001",
+            "123456",
+        ))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(registered.status(), 201);
+    assert_eq!(db.query("SELECT username FROM tb_users"), "goodbye1");
+    // Concurrent lookups on fresh connections (one client connection each), so that both
+    // workers open several pooled connections.
+    let lookups = (0..16).map(|i| {
+        let http = harness::http_client();
+        let url = format!("{base}/usernames/someone{i}/count/");
+        async move {
+            let res = http.get(url).send().await.expect("answered");
+            (i, crate::helpers::status_and_json(res).await)
+        }
+    });
+    for (i, answer) in futures::future::join_all(lookups).await {
+        let name = format!("someone{i}");
+        assert_eq!(
+            answer,
+            (200, serde_json::json!({"username": name, "count": 0}))
+        );
+    }
+    let open = threads_connected(&db);
+    assert!(open >= 3, "pooled connections open besides ours: {open}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &service.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let mut exit = None;
+    for _ in 0..100 {
+        exit = service.0.try_wait().expect("wait works");
+        if exit.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "exited cleanly");
+    // The server logs a cut connection when its thread reads the closed socket, before the
+    // thread ends: once only our own connection is left, every warning is in the log.
+    for _ in 0..100 {
+        if threads_connected(&db) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        threads_connected(&db),
+        1,
+        "the service's connections are gone"
+    );
+    assert_eq!(db.aborted_connections(), Vec::<String>::new());
+}
+
+/// MariaDB's count of open client connections (this query's own included).
+fn threads_connected(db: &harness::MariaDbServer) -> usize {
+    let row = db.query("SHOW STATUS LIKE 'Threads_connected'");
+    row.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count: {row}"))
+}
