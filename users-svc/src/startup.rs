@@ -54,6 +54,18 @@ impl WorkerClients {
     }
 }
 
+/// One hasher for the whole process: "one hash per core" is a process-wide limit.
+fn hasher(config: &Config, metrics: &UsersMetrics) -> Arc<Hasher> {
+    Arc::new(Hasher::new(
+        config.hashing.bcrypt_cost,
+        config.hashing.concurrency,
+        config.hashing.max_wait,
+        metrics.hash_queue_depth.clone(),
+        metrics.hash_in_progress.clone(),
+        metrics.hash_seconds.clone(),
+    ))
+}
+
 impl Application {
     /// Bind the listener and assemble the server. No client connects here, so the service
     /// starts (and answers 503 until they are reachable) without MariaDB or Redis.
@@ -65,15 +77,7 @@ impl Application {
         drop(WorkerClients::build(&config, &closing)?);
         let metrics = Metrics::new("users-svc");
         let users_metrics = UsersMetrics::register(&metrics);
-        // One hasher for the whole process: "one hash per core" is a process-wide limit.
-        let hasher = Arc::new(Hasher::new(
-            config.hashing.bcrypt_cost,
-            config.hashing.concurrency,
-            config.hashing.max_wait,
-            users_metrics.hash_queue_depth,
-            users_metrics.hash_in_progress,
-            users_metrics.hash_seconds,
-        ));
+        let hasher = hasher(&config, &users_metrics);
         let in_flight = Arc::new(InFlight::default());
         let tokens = TokenIssuer::new(config.jwt.secret.clone(), config.jwt.expiration);
         let outcomes = users_metrics.registrations;
