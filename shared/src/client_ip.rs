@@ -94,6 +94,16 @@ pub fn limit_key(ip: IpAddr) -> String {
     }
 }
 
+/// The key of a client without a known address (actix knows no peer, as in some unit tests).
+pub const UNKNOWN_CLIENT: &str = "unknown";
+
+/// [`limit_key`] of a client, [`UNKNOWN_CLIENT`] when it has no address. The one spelling for
+/// every crate: verifications-svc stores it as the owner of an SMS code and users-svc compares
+/// it with the guesser's.
+pub fn limit_key_of(client: Option<IpAddr>) -> String {
+    client.map_or_else(|| UNKNOWN_CLIENT.to_owned(), limit_key)
+}
+
 /// The key a per-subnet limit counts under: an IPv4 address's /24, an IPv6 address's /48 (a
 /// site's allocation), an IPv4-mapped address as its IPv4. A rented pool of neighbouring
 /// addresses then shares one budget.
@@ -195,7 +205,9 @@ mod tests {
         ];
         for (why, input, want) in cases {
             assert_eq!(limit_key(ip(input)), want, "{why}");
+            assert_eq!(limit_key_of(Some(ip(input))), want, "{why}");
         }
+        assert_eq!(limit_key_of(None), "unknown", "no address");
     }
 
     #[test]

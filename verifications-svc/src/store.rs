@@ -53,8 +53,6 @@ use shared::domain::{ImageCodeId, Mobile, SmsCode};
 use shared::keys;
 use shared::redis_client::{RedisClient, Replay};
 
-/// Rate-limit scope of the per-mobile daily limit (`rl:sms_mobile:{mobile}`).
-pub const MOBILE_SCOPE: &str = "sms_mobile";
 /// Rate-limit scope of the per-IP hourly limit (`rl:sms_ip:{ip}`).
 pub const IP_SCOPE: &str = "sms_ip";
 /// Rate-limit scope of the per-number-block limit (`rl:sms_prefix:{first 7 digits}`).
@@ -171,7 +169,10 @@ pub enum Taken {
 
 /// `rl:{scope}:{limit_key}` of a client, `unknown` when there is no address.
 fn client_key(scope: &str, ip: Option<IpAddr>, key: fn(IpAddr) -> String) -> String {
-    keys::rate_limit(scope, &ip.map_or_else(|| "unknown".to_owned(), key))
+    keys::rate_limit(
+        scope,
+        &ip.map_or_else(|| shared::client_ip::UNKNOWN_CLIENT.to_owned(), key),
+    )
 }
 
 /// GETDEL `img_{id}`, compare `answer`, count a wrong one for `ip`, check `send_flag_{mobile}`:
@@ -393,7 +394,7 @@ impl Claim<'_> {
         let mobile = self.mobile.as_str();
         let client = CLIENT_LIMITS.map(|hit| match hit {
             LimitHit::Mobile => (
-                keys::rate_limit(MOBILE_SCOPE, mobile),
+                keys::rate_limit(keys::SMS_MOBILE_SCOPE, mobile),
                 limits.per_mobile_per_day,
                 MOBILE_WINDOW_SECS,
             ),
@@ -425,8 +426,7 @@ impl Claim<'_> {
 
     /// The owner's value: the client's limit key, as users-svc computes it.
     fn owner(&self) -> String {
-        self.ip
-            .map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key)
+        shared::client_ip::limit_key_of(self.ip)
     }
 }
 

@@ -80,7 +80,7 @@ impl EnumerationLimit {
     /// share one budget): `Ok` within the limit, 429 with `Retry-After` over it,
     /// 503 when Redis cannot count.
     pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), LimitError> {
-        let key = client.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
+        let key = shared::client_ip::limit_key_of(client);
         let mut conn = self.redis.replay(Replay::Never);
         match self.limit.hit_on(&mut conn, &key).await {
             Ok(Decision::Allowed) => Ok(()),

@@ -157,9 +157,7 @@ fn unavailable(e: redis::RedisError) -> CodeError {
 
 /// Check the guess against the stored code: `Ok` when it matches.
 pub async fn check(redis: &RedisClient, guess: &Guess<'_>) -> Result<SmsCheck, CodeError> {
-    let client = guess
-        .client
-        .map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
+    let client = shared::client_ip::limit_key_of(guess.client);
     let (verdict, n): (String, u64) = CHECK
         .key(keys::sms_code(guess.mobile))
         .key(keys::sms_attempts(guess.mobile))

@@ -21,7 +21,7 @@ pub async fn image_code(
 ) -> Result<HttpResponse, ApiError> {
     let id = ImageCodeId::parse(req.match_info().query("image_code_id"))
         .map_err(|_| ApiError::field("image_code_id", msg::INVALID_UUID))?;
-    let client = ip.map_or_else(|| "unknown".to_owned(), shared::client_ip::limit_key);
+    let client = shared::client_ip::limit_key_of(ip);
     let png = match captcha::issue(&codes.redis, &codes.captcha, &id, &client).await {
         Err(e @ captcha::IssueError::Limited { .. }) => {
             metrics
