@@ -6,6 +6,7 @@
 //! are about the flows across services, what the gateway adds, and the page in a real browser.
 
 mod browser;
+mod client_key;
 mod conformance;
 mod flow;
 mod gateway;
