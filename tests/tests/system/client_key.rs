@@ -1,7 +1,8 @@
 //! Who the gateway thinks the client is, shown by traffic: with `REAL_IP_FROM` trusting this
 //! test's connections, the X-Forwarded-For it sends names the client. IPv6 clients are keyed by
 //! their /64 (in the access log's `key=`, in nginx's limit zones, in the services' Redis
-//! counters).
+//! counters), and a private client address gets the flood limit from its own zone, whose
+//! refusal warning names the symptom of a proxy missing from `REAL_IP_FROM`.
 
 use crate::stack::{Options, Stack};
 
@@ -89,5 +90,64 @@ async fn ipv6_clients_are_one_client_per_64_at_the_gateway_and_in_the_services()
             .await
             .as_deref(),
         Some("1")
+    );
+}
+
+/// 400 requests for the OpenAPI document (a file nginx serves itself) as `client`, 16 at a
+/// time: how many were refused. Far past the flood limit (50/s, burst 100) however slow the
+/// machine.
+async fn burst(stack: &Stack, client: &'static str) -> usize {
+    let url = stack.url("/openapi.json");
+    let http = harness::http_client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (url, http) = (url.clone(), http.clone());
+        tasks.spawn(async move {
+            let mut refused = 0;
+            for _ in 0..25 {
+                let res = http.get(&url).header("x-forwarded-for", client).send();
+                let status = res.await.expect("the gateway answers").status().as_u16();
+                assert!(status == 200 || status == 429, "{status}");
+                refused += usize::from(status == 429);
+            }
+            refused
+        });
+    }
+    let mut refused = 0;
+    while let Some(n) = tasks.join_next().await {
+        refused += n.expect("the task finishes");
+    }
+    refused
+}
+
+#[tokio::test]
+async fn one_private_address_past_the_flood_limit_is_named_by_its_own_zone_in_the_error_log() {
+    let stack = trusting_this_test().await;
+    let warning = r#"by zone "meiduo_flood_private", client: 10.1.2.3,"#;
+    // A handful of requests: nothing to report.
+    for _ in 0..5 {
+        assert_eq!(get_as(&stack, "/openapi.json", "10.1.2.3").await.0, 200);
+    }
+    assert!(!stack.gateway_error_log().contains("meiduo_flood_private"));
+
+    // A public client past the flood limit (50/s, burst 100) is refused as before, under the
+    // public zone.
+    assert!(burst(&stack, "198.51.100.7").await > 0);
+    let log = stack.gateway_error_log();
+    assert!(
+        log.contains(r#"by zone "meiduo_flood", client: 198.51.100.7,"#),
+        "{log}"
+    );
+    assert!(!log.contains("meiduo_flood_private"), "{log}");
+
+    // The same burst from one private address: the same limit, named as the private zone.
+    assert!(burst(&stack, "10.1.2.3").await > 0);
+    let log = stack.gateway_error_log();
+    assert!(log.contains(warning), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("meiduo_flood_private"))
+            .all(|l| l.contains("[warn]") && l.contains("client: 10.1.2.3,")),
+        "{log}"
     );
 }

@@ -241,6 +241,11 @@ impl Stack {
         fs::read_to_string(self.dir.path().join("nginx/access.log")).unwrap_or_default()
     }
 
+    /// The gateway's error log so far.
+    pub fn gateway_error_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("nginx/error.log")).unwrap_or_default()
+    }
+
     /// The value of `key` in the verify-codes database.
     pub async fn redis_get(&self, key: &str) -> Option<String> {
         let client = redis::Client::open(self.redis_url.as_str()).expect("a redis:// URL");
