@@ -16,6 +16,9 @@
 #      but never refuses.
 # The service runs with RUST_LOG=warn (no per-request log line) and HTTP_WORKERS = cores; the
 # verify codes live in db 2 and the queue in db 3 of the benchmark's redis-server.
+# Beside throughput, the service's and Redis's CPU time per request (utime + stime from /proc,
+# over each wrk run): on a shared machine, where other work changes req/s a lot, it is the
+# steadier number to compare two builds by.
 # SECS (10) shortens the wrk runs for a quick check of the script itself; BIN=path benchmarks
 # that binary instead of building one (an A/B comparison of two commits' builds).
 set -euo pipefail
@@ -67,11 +70,20 @@ wait_for curl -fsS "http://127.0.0.1:$SVC_PORT/readyz"
 RSS_IDLE=$(awk '/VmRSS/ { print $2 }' "/proc/$SVC_PID/status")
 
 total() { awk '/requests in/ { print $1 }' "$1"; }
+# CPU time (utime + stime, clock ticks) of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# µs of CPU per request of a process between two tick readings, over the requests of a wrk run.
+cpu_per_request() { # ticks_before ticks_after wrk_output
+  awk -v t=$(($2 - $1)) -v n="$(total "$3")" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.0f", t * 1e6 / hz / n }'
+}
 
 # --- 3. /image_codes/ ------------------------------------------------------------------------
 log "GET /image_codes/{uuid}/: wrk -t2 -c64 -d${SECS}s"
+read -r SVC0 REDIS0 < <(echo "$(cpu_ticks "$SVC_PID") $(cpu_ticks "$REDIS_PID")")
 wrk -t2 -c64 -d"${SECS}s" --latency -s bench/verifications/image_codes.lua \
   "http://127.0.0.1:$SVC_PORT" >"$WORK/wrk-image.out"
+IMG_CPU="$(cpu_per_request "$SVC0" "$(cpu_ticks "$SVC_PID")" "$WORK/wrk-image.out") us service, $(cpu_per_request "$REDIS0" "$(cpu_ticks "$REDIS_PID")" "$WORK/wrk-image.out") us Redis"
 
 # --- 4. /sms_codes/ --------------------------------------------------------------------------
 # Enough captchas for 2 wrk threads at 15,000 req/s each for the whole run.
@@ -81,8 +93,10 @@ awk -v n=$((2 * STRIDE)) 'BEGIN { for (i = 0; i < n; i++)
   printf "SETEX img_00000000-0000-4000-8000-%012d 600 ACDE\r\n", i }' |
   redis-cli -p "$REDIS_PORT" -n 2 --pipe >"$WORK/seed.log"
 log "GET /sms_codes/{mobile}/: wrk -t2 -c64 -d${SECS}s"
+read -r SVC0 REDIS0 < <(echo "$(cpu_ticks "$SVC_PID") $(cpu_ticks "$REDIS_PID")")
 STRIDE=$STRIDE wrk -t2 -c64 -d"${SECS}s" --latency -s bench/verifications/sms_codes.lua \
   "http://127.0.0.1:$SVC_PORT" >"$WORK/wrk-sms.out"
+SMS_CPU="$(cpu_per_request "$SVC0" "$(cpu_ticks "$SVC_PID")" "$WORK/wrk-sms.out") us service, $(cpu_per_request "$REDIS0" "$(cpu_ticks "$REDIS_PID")" "$WORK/wrk-sms.out") us Redis"
 RSS_LOAD=$(awk '/VmRSS/ { print $2 }' "/proc/$SVC_PID/status")
 JOBS=$(redis-cli -p "$REDIS_PORT" -n 3 --scan --pattern '*:data' | head -1 |
   xargs -r redis-cli -p "$REDIS_PORT" -n 3 hlen)
@@ -105,6 +119,7 @@ printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "GET /image_codes/{uuid}/" "$IMG_
 printf '| %-34s | %9s | %8s | %8s | %-13s |\n' "GET /sms_codes/{mobile}/ (success)" "$SMS_RPS" "$SMS_P50" "$SMS_P99" "$(ratio "$SMS_RPS" "$CEILING")"
 echo
 echo "captcha draw + PNG encode: $CAPTCHA (one core, release)"
+echo "CPU per request: image_codes $IMG_CPU; sms_codes $SMS_CPU"
 echo "non-2xx answers: image_codes $(non2xx "$WORK/wrk-image.out"), sms_codes $(non2xx "$WORK/wrk-sms.out")"
 echo "sms_codes: $SMS_OK answered 200, $JOBS jobs in the queue (requests in flight when wrk stopped add a few)"
 echo "RSS: $((RSS_IDLE / 1024)) MiB idle, $((RSS_LOAD / 1024)) MiB after load"
