@@ -53,6 +53,10 @@ pub struct DatabaseConfig {
     /// (one `DO 0`) before a request gets it, so one that died meanwhile (a MariaDB restart,
     /// `wait_timeout`) is replaced instead of failing the request's query.
     pub idle_check: Duration,
+    /// `DB_MAX_IDLE_MS`, default 600000 (10 min): a pooled connection unused for this long is
+    /// closed (with `COM_QUIT`). Keep it under the server's `wait_timeout` (8 h by default),
+    /// else the server cuts idle connections itself and logs each as an aborted connection.
+    pub max_idle: Duration,
     /// `MIGRATE_AT_START`, default true: apply pending migrations before serving. Compose sets
     /// false: a one-shot `users-svc migrate` runs them with its own account, and the serving
     /// account may not alter tables (it could not create diesel's bookkeeping table).
@@ -129,7 +133,7 @@ impl Config {
 
 impl DatabaseConfig {
     /// Read `DATABASE_URL`, `DB_POOL_SIZE`, `DB_TIMEOUT_MS`, `DB_IDLE_CHECK_MS`,
-    /// `MIGRATE_AT_START` (also used alone by `users-svc migrate`).
+    /// `DB_MAX_IDLE_MS`, `MIGRATE_AT_START` (also used alone by `users-svc migrate`).
     pub fn read(env: &mut Env) -> Self {
         Self {
             url: env.url(
@@ -140,6 +144,7 @@ impl DatabaseConfig {
             pool_size: env.int_in("DB_POOL_SIZE", 16, 1, 1024),
             timeout: env.millis("DB_TIMEOUT_MS", 2000),
             idle_check: env.millis("DB_IDLE_CHECK_MS", 1000),
+            max_idle: env.millis("DB_MAX_IDLE_MS", 600_000),
             migrate_at_start: env.parse("MIGRATE_AT_START", true),
         }
     }
@@ -193,6 +198,7 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 1);
         assert_eq!(c.listen.port, 8002);
         assert!(c.database.migrate_at_start);
+        assert_eq!(c.database.max_idle, Duration::from_secs(600));
         let c = with(&[("JWT_SECRET", SECRET), ("MIGRATE_AT_START", "false")]).expect("valid");
         assert!(!c.database.migrate_at_start);
     }

@@ -86,6 +86,7 @@ impl Db {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build the database pool: {e}"))?;
+        close_idle(&pool, config.max_idle);
         Ok(Self {
             pool,
             timeout: config.timeout,
@@ -180,6 +181,33 @@ impl Db {
         .map(drop)
         .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
     }
+}
+
+/// Close `pool`'s connections left unused for `max_idle` (`DB_MAX_IDLE_MS`), with `COM_QUIT`
+/// through their source, before the server's `wait_timeout` cuts them and logs each as an
+/// aborted connection. A task on the runtime the pool is built on (the worker's, whose sockets
+/// these are), checking a few times per `max_idle`; it ends with the pool.
+fn close_idle(pool: &Pool<AsyncMysqlConnection>, max_idle: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let pool = pool.weak();
+    let every = (max_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    drop(runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            let closed = pool.retain(|_, metrics| metrics.last_used() < max_idle);
+            if !closed.removed.is_empty() {
+                tracing::debug!(
+                    closed = closed.removed.len(),
+                    "closed database connections idle for {max_idle:?}"
+                );
+            }
+        }
+    }));
 }
 
 /// deadpool's manager of diesel connections, each made from a connection of `source` (so that
