@@ -225,8 +225,8 @@ pub struct Listen {
     pub port: u16,
     /// `HTTP_WORKERS`, default: one per core.
     pub workers: usize,
-    /// `MAX_IN_FLIGHT`, default 128 per worker: requests answered at once before the next one is
-    /// shed with 503 ([`crate::http::Admission`]); 0 = no bound.
+    /// `MAX_IN_FLIGHT`, default 1024 per worker: requests answered at once before the next one
+    /// is shed with 503 ([`crate::http::Admission`]); 0 = no bound.
     pub max_in_flight: usize,
 }
 
@@ -241,7 +241,7 @@ impl Listen {
             host,
             port,
             workers,
-            max_in_flight: env.int_in("MAX_IN_FLIGHT", 128 * workers, 0, 1_000_000),
+            max_in_flight: env.int_in("MAX_IN_FLIGHT", 1024 * workers, 0, 1_000_000),
         }
     }
 
@@ -316,8 +316,8 @@ mod tests {
         let l = Listen::from_env(&mut env, 8001);
         assert_eq!((l.address().as_str(), l.workers), ("127.0.0.1:0", 3));
         assert_eq!(
-            l.max_in_flight, 384,
-            "128 per worker unless MAX_IN_FLIGHT says otherwise"
+            l.max_in_flight, 3072,
+            "1024 per worker unless MAX_IN_FLIGHT says otherwise"
         );
     }
 }

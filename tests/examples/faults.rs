@@ -325,6 +325,8 @@ struct Window {
     /// 5xx other than a 503 with Retry-After, plus requests that got no answer at all.
     bad_5xx: usize,
     refused_503: usize,
+    /// The 503s by endpoint, to tell a dependency's downtime from a refusal of one step.
+    refused_by_endpoint: std::collections::BTreeMap<&'static str, usize>,
     /// Any answer other than the one the step expects (4xx included).
     unexpected: usize,
     /// Seconds from `from` to the end of the last unexpected answer.
@@ -341,6 +343,7 @@ fn window(records: &[Record], from: f64, to: f64) -> Window {
         }
         if r.status == 503 && r.retry_after {
             w.refused_503 += 1;
+            *w.refused_by_endpoint.entry(r.endpoint).or_default() += 1;
         }
         if r.status != expected(r.endpoint) {
             w.unexpected += 1;
@@ -365,7 +368,8 @@ fn latency(records: &[Record], endpoint: &str, from: f64, to: f64) -> String {
 }
 
 fn statuses(w: &Window) -> String {
-    w.by_status
+    let mut text = w
+        .by_status
         .iter()
         .map(|(s, n)| {
             if *s == 0 {
@@ -375,7 +379,16 @@ fn statuses(w: &Window) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if !w.refused_by_endpoint.is_empty() {
+        let by: Vec<String> = w
+            .refused_by_endpoint
+            .iter()
+            .map(|(e, n)| format!("{e} {n}"))
+            .collect();
+        text.push_str(&format!(" (503: {})", by.join(", ")));
+    }
+    text
 }
 
 /// SMS accepted in [from, to): (accepted, delivered, slowest delivery in seconds).

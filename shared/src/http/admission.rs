@@ -6,7 +6,11 @@
 //! request in it waits longer, until clients time out and retry (more load) and the gateway
 //! answers 504 (a 5xx the client cannot act on). By Little's law a bounded number in flight is a
 //! bounded wait: at capacity C requests/s, `MAX_IN_FLIGHT / C` seconds at most. The check is
-//! one atomic add, no round trip; refusing costs a tiny fraction of serving. The endpoints with
+//! one atomic add, no round trip; a refusal skips the handler and its round trips, though not
+//! the connection and HTTP parsing in front of it (bench/RESULTS.md, overload). The default
+//! (1024 per worker, `shared::config::Listen`) sits above what a dependency restart piles up:
+//! requests waiting out `REDIS_TIMEOUT_MS` for Redis to come back are in flight too, and
+//! shedding them would turn a restart the service rides through into 503s. The endpoints with
 //! an expensive step refuse earlier and more precisely on their own (captcha render slots,
 //! registration's expected hash wait); this bound is for everything else and for all of them
 //! together. Probes and metrics are never shed: an overloaded process is alive and ready, and

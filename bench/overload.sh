@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Overload: each endpoint at 2× and 5× its own capacity. Beyond capacity a client must get only
+# 429/503 with Retry-After (no other 5xx, no request left hanging), the answered requests must
+# stay at ≥ 90% of capacity (goodput), and their latency must stay bounded. A benchmark, not a
+# test: it reports, it asserts nothing.
+#
+#   bench/overload.sh                                   # ~3 minutes
+#   ENDPOINTS=counts,register FACTORS=2,5,10 LOAD_SECS=20 bench/overload.sh
+#
+# The stack of bench/stack.sh (release build, everything on free loopback ports). On a machine
+# with two or more cores the stack is pinned to the last core and the load driver
+# (tests/examples/overload.rs) to the others, so offering 5× a capacity does not take the
+# CPU that capacity was measured with: SUT_CPUS and DRIVER_CPUS override this, and
+# SUT_CPUS= DRIVER_CPUS= (empty) turns pinning off. The stack also gets only SUT_CPU_PERCENT
+# (default 20) of its core, a CFS quota: one core of load driver cannot offer 5× what a whole
+# core of stack answers (the driver then measures itself), but it can offer 5× a fifth of it.
+# SUT_CPU_PERCENT= (empty) lifts the quota. The driver measures each endpoint's
+# capacity with a closed loop (CONCURRENCY clients), then offers FACTORS × that rate open-loop
+# (requests due on a fixed schedule, latency counted from the due time). See the driver's
+# header for every knob; the services run with their defaults (MAX_IN_FLIGHT, HASH_MAX_WAIT_MS,
+# CAPTCHA_MAX_CONCURRENT_RENDERS) unless STACK_ENV says otherwise. Last line:
+# `overload: N passed, N failed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+need nginx nginx-light; need envsubst gettext-base; need taskset util-linux
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+bench_init overload
+# shellcheck source=bench/stack.sh
+. bench/stack.sh
+if [ "$CORES" -ge 2 ]; then
+  SUT_CPUS=${SUT_CPUS-$((CORES - 1))}
+  DRIVER_CPUS=${DRIVER_CPUS-0-$((CORES - 2))}
+fi
+# One HTTP worker per core the stack has.
+HTTP_WORKERS=${HTTP_WORKERS:-$(taskset -c "${SUT_CPUS:-0-$((CORES - 1))}" nproc)}
+SUT_CPU_PERCENT=${SUT_CPU_PERCENT-20}
+stack_build -p tests --example overload
+trap 'bench_cleanup; stack_remove_cgroup' EXIT
+stack_up
+
+echo "machine: $CORES cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); stack on CPUs ${SUT_CPUS:-all} at ${SUT_CPU_PERCENT:-100}% of one CPU (HTTP_WORKERS=$HTTP_WORKERS), driver on ${DRIVER_CPUS:-all}; BCRYPT_COST=${BCRYPT_COST:-10}"
+stack_ceilings
+read -r -a dpin <<<"$(driver_pin)"
+GATEWAY="$GATEWAY" REDIS_URL="$REDIS_URL" "${dpin[@]}" "$BIN/examples/overload" | tee "$WORK/report.md"
