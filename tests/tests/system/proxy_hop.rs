@@ -108,8 +108,8 @@ async fn behind_an_extra_proxy_hop_each_client_keeps_its_own_limiter_key() {
         send_through(&stack, &alice, port, &m3, Some("198.51.100.99")).await,
         200
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    // SIGTERM, not kill(): a SIGKILLed master leaves its worker running, still listening.
+    harness::redis::terminate(&mut proxy);
 
     assert_eq!(
         stack.redis_get("rl:sms_ip:127.0.0.2").await.as_deref(),
