@@ -27,6 +27,12 @@
 //!   rides through a restart shorter than the timeout.
 //! - A response timeout is not a dead connection (Redis may just be slow): it is not resent, and
 //!   the connection is kept.
+//! - **A Redis that is still loading its data is waited for.** After a restart Redis accepts
+//!   connections at once but answers `-LOADING` to every data command until its append-only
+//!   file or snapshot is read back (a second or more for a busy instance). A command refused so
+//!   was not executed, so it is sent again every [`LOADING_POLL`] until the connect timeout
+//!   (counted from its first send) runs out; a pipeline only when it is [`Replay::Safe`] (in
+//!   theory the loading can end in the middle of one).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,12 +42,15 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
-    Pipeline, RedisError, RedisFuture, RedisResult, Value,
+    Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
 use tokio::time::Instant;
 
 /// The first pause after a failed connection attempt; it doubles with each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How often a command refused with `-LOADING` is sent again.
+const LOADING_POLL: Duration = Duration::from_millis(20);
 
 /// Whether a command may reach Redis twice. Chosen by the caller for each command or script,
 /// with a comment saying why.
@@ -278,6 +287,60 @@ impl RedisClient {
     }
 }
 
+impl RedisClient {
+    /// [`RedisClient::run`], sent again while `loading` says Redis answered `-LOADING`, for at
+    /// most the connect timeout.
+    async fn run_while_loading<T, F, Fut>(
+        &self,
+        loading: fn(&RedisResult<T>) -> bool,
+        send: F,
+    ) -> RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let deadline = Instant::now() + self.inner.timeouts.connect;
+        loop {
+            let result = self.run(&send).await;
+            if !(loading(&result) && Instant::now() + LOADING_POLL < deadline) {
+                return result;
+            }
+            tokio::time::sleep(LOADING_POLL).await;
+        }
+    }
+}
+
+/// Whether Redis refused with `-LOADING`: as an error, or (how redis-rs hands back a server's
+/// error reply to a command) as the reply value.
+fn is_loading(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::BusyLoading))
+}
+
+fn is_loading_error(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
+}
+
+/// A single command refused while loading was not executed: always safe to send again.
+fn command_loading(result: &RedisResult<Value>) -> bool {
+    match result {
+        Ok(value) => is_loading(value),
+        Err(e) => is_loading_error(e),
+    }
+}
+
+/// A pipeline with a refused command in it.
+fn pipeline_loading(result: &RedisResult<Vec<Value>>) -> bool {
+    match result {
+        Ok(values) => values.iter().any(is_loading),
+        Err(e) => is_loading_error(e),
+    }
+}
+
+/// Never resent.
+fn never<T>(_: &RedisResult<T>) -> bool {
+    false
+}
+
 impl Backoff {
     fn failed(&mut self, at: Instant, error: String, max: Duration) {
         self.failures = self.failures.saturating_add(1);
@@ -298,7 +361,11 @@ fn unreachable(name: &str, cause: &str) -> RedisError {
 
 impl ConnectionLike for RedisClient {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.run(move |mut conn| async move { conn.send_packed_command(cmd).await }))
+        Box::pin(
+            self.run_while_loading(command_loading, move |mut conn| async move {
+                conn.send_packed_command(cmd).await
+            }),
+        )
     }
 
     fn req_packed_commands<'a>(
@@ -307,7 +374,13 @@ impl ConnectionLike for RedisClient {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(self.run(move |mut conn| async move {
+        // In theory the loading can end in the middle of a pipeline: resent only when Safe.
+        let loading = if self.replay == Replay::Safe {
+            pipeline_loading
+        } else {
+            never
+        };
+        Box::pin(self.run_while_loading(loading, move |mut conn| async move {
             conn.send_packed_commands(pipeline, offset, count).await
         }))
     }

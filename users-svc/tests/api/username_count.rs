@@ -227,3 +227,52 @@ async fn the_limit_counts_an_ipv6_client_by_its_64_and_a_mapped_ipv4_as_the_ipv4
         .expect("KEYS");
     assert_eq!(keys.len(), 3, "{keys:?}");
 }
+
+/// After a restart Redis takes connections at once but refuses every data command with
+/// `-LOADING` until its data is read back; a request arriving then waits for it (within
+/// `REDIS_TIMEOUT_MS`) instead of answering 503.
+#[tokio::test]
+async fn a_request_right_after_a_redis_restart_waits_while_redis_loads_its_data() {
+    let mut server = harness::RedisServer::start();
+    let app = spawn_app_with(Options {
+        redis_url: Some(server.url(0)),
+        ..Options::env(&[("REDIS_TIMEOUT_MS", "10000")])
+    })
+    .await;
+    assert_eq!(app.get(&path("alice123")).await.status(), 200);
+    let mut raw = redis::Client::open(server.url(0))
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    // Enough data that reading it back takes a while (about 100 MB, well under maxmemory).
+    redis::cmd("EVAL")
+        .arg("for i = 1, 1500000 do redis.call('SET', 'filler:' .. i, 'x') end")
+        .arg(0)
+        .query::<()>(&mut raw)
+        .expect("filled");
+    server.restart_keeping_data();
+    let mut raw = redis::Client::open(server.url(0))
+        .expect("url")
+        .get_connection()
+        .expect("the new process takes connections at once");
+    let loading = redis::cmd("GET")
+        .arg("filler:1")
+        .query::<Option<String>>(&mut raw);
+    assert!(
+        loading
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("loading the dataset")),
+        "the restarted Redis is still loading: {loading:?}"
+    );
+    // A new HTTP connection: the first one idled past actix's keep-alive while Redis filled up.
+    let res = harness::http_client()
+        .get(format!("{}{}", app.address, path("alice123")))
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "alice123", "count": 0}))
+    );
+}
