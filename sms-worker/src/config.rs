@@ -57,7 +57,11 @@ pub const DEFAULT_RETENTION_SECS: u64 = shared::keys::SMS_CODE_TTL_SECS + 300;
 /// Retries of one job.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
-    /// `SMS_MAX_ATTEMPTS` (default 5): provider calls per job at most, across redeliveries.
+    /// `SMS_MAX_ATTEMPTS` (default 15): provider calls per job at most, across redeliveries.
+    /// With the default (equally jittered) backoff fifteen calls span 40 to 80 s, so an outage
+    /// of every provider shorter than that delays codes instead of losing them (bench/faults.sh:
+    /// with 5, a 30 s outage lost two codes in three). Each call repeats the job's request id,
+    /// so a provider that did send before failing de-duplicates the repeat.
     pub max_attempts: u32,
     /// `SMS_RETRY_BASE_MS` (default 250): the first backoff; it doubles per retry.
     pub base_delay: Duration,
@@ -188,7 +192,7 @@ impl Config {
             retention: env.seconds("SMS_QUEUE_RETENTION_SECS", DEFAULT_RETENTION_SECS),
         };
         let retry = Retry {
-            max_attempts: env.int_in("SMS_MAX_ATTEMPTS", 5u32, 1, 20),
+            max_attempts: env.int_in("SMS_MAX_ATTEMPTS", 15u32, 1, 50),
             base_delay: env.millis("SMS_RETRY_BASE_MS", 250),
             max_delay: env.millis("SMS_RETRY_MAX_MS", 8000),
         };
@@ -329,7 +333,7 @@ mod tests {
         assert_eq!(c.consumer.concurrency, 32);
         assert_eq!(c.consumer.batch_size, 32);
         assert_eq!(c.consumer.poll_interval, Duration::from_millis(100));
-        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.max_attempts, 15);
         assert_eq!(c.consumer.retention, Duration::from_secs(600));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
         let [Provider::Ccp(ccp)] = &c.providers[..] else {
