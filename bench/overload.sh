@@ -11,10 +11,10 @@
 # with two or more cores the stack is pinned to the last core and the load driver
 # (tests/examples/overload.rs) to the others, so offering 5× a capacity does not take the
 # CPU that capacity was measured with: SUT_CPUS and DRIVER_CPUS override this, and
-# SUT_CPUS= DRIVER_CPUS= (empty) turns pinning off. The stack also gets only SUT_CPU_PERCENT
-# (default 20) of its core, a CFS quota: one core of load driver cannot offer 5× what a whole
-# core of stack answers (the driver then measures itself), but it can offer 5× a fifth of it.
-# SUT_CPU_PERCENT= (empty) lifts the quota. The driver measures each endpoint's
+# SUT_CPUS= DRIVER_CPUS= (empty) turns pinning off. SUT_CPU_PERCENT=25 also gives the stack only
+# that share of its core (a CFS quota): one core of load driver cannot offer 5× what a whole
+# core of stack answers on the cheap endpoints (the driver then measures itself, and says so),
+# but it can offer 5× a quarter of it. The driver measures each endpoint's
 # capacity with a closed loop (CONCURRENCY clients), then offers FACTORS × that rate open-loop
 # (requests due on a fixed schedule, latency counted from the due time). See the driver's
 # header for every knob; the services run with their defaults (MAX_IN_FLIGHT, HASH_MAX_WAIT_MS,
@@ -37,7 +37,6 @@ if [ "$CORES" -ge 2 ]; then
 fi
 # One HTTP worker per core the stack has.
 HTTP_WORKERS=${HTTP_WORKERS:-$(taskset -c "${SUT_CPUS:-0-$((CORES - 1))}" nproc)}
-SUT_CPU_PERCENT=${SUT_CPU_PERCENT-20}
 stack_build -p tests --example overload
 trap 'bench_cleanup; stack_remove_cgroup' EXIT
 stack_up

@@ -264,6 +264,21 @@ impl MariaDbServer {
         self.child = Some(start(self.dir.path(), self.port));
     }
 
+    /// Stop it, gracefully (SIGTERM) or as in a crash (SIGKILL), keeping its data for
+    /// [`MariaDbServer::start_again`].
+    pub fn stop_after(&mut self, graceful: bool) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, graceful);
+        }
+    }
+
+    /// Start a stopped server again on the same port with the same data; returns once it
+    /// answers queries.
+    pub fn start_again(&mut self) {
+        self.stop_after(true);
+        self.child = Some(start(self.dir.path(), self.port));
+    }
+
     /// Start it again on the same port with the same data, after a crash.
     pub fn restart(&mut self) {
         self.restart_after(false);

@@ -38,6 +38,11 @@ use crate::config::DatabaseConfig;
 /// A pooled connection.
 pub type Conn = Object<AsyncMysqlConnection>;
 
+/// The pauses between attempts to open a connection the server refused: 25 ms, doubling up to
+/// 200 ms, until `DB_TIMEOUT_MS`.
+const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(25);
+const CONNECT_RETRY_MAX: Duration = Duration::from_millis(200);
+
 /// The pool and the time we allow each step.
 #[derive(Clone)]
 pub struct Db {
@@ -94,12 +99,30 @@ impl Db {
         })
     }
 
-    /// A connection from the pool, or `Unavailable` within the timeout.
+    /// A connection from the pool, or `Unavailable` within the timeout. A new connection the
+    /// server refused (MariaDB restarting: its port is closed for a second or two) is tried
+    /// again after a short pause until the timeout, so a request arriving during a restart
+    /// waits it out instead of answering 503 at once.
     pub async fn connection(&self) -> Result<Conn, DbError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| DbError::Unavailable(anyhow::anyhow!("database connection: {e}")))
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = CONNECT_RETRY_FIRST;
+        loop {
+            match self.pool.get().await {
+                Ok(conn) => return Ok(conn),
+                Err(deadpool::managed::PoolError::Backend(e))
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %e, "database refused a new connection; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CONNECT_RETRY_MAX);
+                }
+                Err(e) => {
+                    return Err(DbError::Unavailable(anyhow::anyhow!(
+                        "database connection: {e}"
+                    )));
+                }
+            }
+        }
     }
 
     /// Check out a connection and run `work` on it within the timeout, then decide the

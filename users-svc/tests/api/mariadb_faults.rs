@@ -101,6 +101,36 @@ async fn a_mariadb_restart_between_two_requests_of_one_client_costs_it_nothing()
     assert_eq!(db.query("SELECT COUNT(*) FROM tb_users"), "4");
 }
 
+/// A request that arrives while MariaDB is down for a restart (its port closed) waits, within
+/// `DB_TIMEOUT_MS`, for the server to take connections again instead of answering 503.
+#[tokio::test]
+async fn a_request_that_arrives_while_mariadb_restarts_waits_for_it() {
+    let mut db = harness::MariaDbServer::start();
+    let app = spawn_app_with(Options {
+        database_url: Some(db.url()),
+        ..Options::env(&[("DB_TIMEOUT_MS", "30000")])
+    })
+    .await;
+    let path = "/mobiles/13800000999/count/";
+    let want = json!({"mobile": "13800000999", "count": 0});
+    assert_ok(&app, path, want.clone()).await;
+    db.stop_after(true);
+    // Sent while the server is down; it comes back while the request waits.
+    let (answer, db) = tokio::join!(
+        async { status_and_json(app.get(path).await).await },
+        async {
+            tokio::task::spawn_blocking(move || {
+                db.start_again();
+                db
+            })
+            .await
+            .expect("restarted")
+        }
+    );
+    assert_eq!(answer, (200, want));
+    assert_eq!(db.query("SELECT COUNT(*) FROM tb_users"), "0");
+}
+
 /// The registration's INSERT is committed, then the connection breaks before the answer
 /// arrives (a proxy between the service and MariaDB swallows the answer and closes both
 /// sides). The service repeats the INSERT on a fresh connection; the repeat hits the unique
