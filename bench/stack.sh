@@ -67,8 +67,9 @@ stack_processes() {
   need redis-server redis-server; need redis-cli redis-tools
   REDIS_PORT=$(free_port)
   mkdir -p "$WORK/redis"
-  REDIS_CMD=("${pin[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis"
-    --appendonly yes --appendfsync everysec --save '')
+  # The one Redis configuration (deploy/redis/redis.conf), plus an append-only file.
+  REDIS_CMD=("${pin[@]}" redis-server "$ROOT/deploy/redis/redis.conf" --port "$REDIS_PORT"
+    --dir "$WORK/redis" --appendonly yes --appendfsync everysec)
   bench_bg "$WORK/redis.log" "${REDIS_CMD[@]}"
   REDIS_PID=$BENCH_LAST_PID
   wait_for redis-cli -p "$REDIS_PORT" ping
