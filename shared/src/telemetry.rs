@@ -108,10 +108,9 @@ pub async fn observe(
     Ok(res)
 }
 
-/// One line per answer: server errors at warn level, probes not at all. A 503 is a deliberate
-/// refusal whose cause is logged where it was decided (the dependency's error, the spent budget,
-/// the shedding summary), so it stays at info: an
-/// outage or an overload must not turn every request into a warning.
+/// One line per answer: server errors at warn level, probes not at all. A 503's cause is logged
+/// once where it was decided (the dependency's error, the spent budget, the shedding summary),
+/// so its answer line stays at info instead of a second warning for the same request.
 fn log_answer(route: &str, status: actix_web::http::StatusCode, elapsed: std::time::Duration) {
     let ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() && status != actix_web::http::StatusCode::SERVICE_UNAVAILABLE {

@@ -99,10 +99,12 @@ impl Db {
         })
     }
 
-    /// A connection from the pool, or `Unavailable` within the timeout. A new connection the
-    /// server refused (MariaDB restarting: its port is closed for a second or two) is tried
+    /// A connection from the pool, or `Unavailable` within the timeout. A new connection that
+    /// could not be opened (MariaDB restarting: its port is closed for a second or two) is tried
     /// again after a short pause until the timeout, so a request arriving during a restart
-    /// waits it out instead of answering 503 at once.
+    /// waits it out instead of answering 503 at once. The driver's error does not tell a closed
+    /// port from a wrong password, so a misconfigured service also waits the timeout before
+    /// its 503; start-up's migrations report that case at once.
     pub async fn connection(&self) -> Result<Conn, DbError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut pause = CONNECT_RETRY_FIRST;
