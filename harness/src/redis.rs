@@ -176,12 +176,100 @@ impl RedisServer {
         self.start_again();
     }
 
+    /// Hold every write (`CLIENT PAUSE WRITE`: scripts and writes wait, unexecuted, while
+    /// reads and this test's admin commands go on), so a test can cut connections with a write
+    /// in flight ([`WritesHeld::drop_connections_with_writes_waiting`]). Writes go on when the
+    /// guard is dropped or [`WritesHeld::release`]d.
+    pub fn hold_writes(&self) -> WritesHeld {
+        let mut admin = redis::Client::open(self.url(0))
+            .expect("a redis:// URL is valid")
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("the test's Redis accepts connections");
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(60_000)
+            .arg("WRITE")
+            .query::<()>(&mut admin)
+            .expect("CLIENT PAUSE WRITE works (Redis 6.2+)");
+        WritesHeld { admin }
+    }
+
     /// Start a stopped server again on the same port, with whatever data it saved.
     pub fn start_again(&mut self) {
         self.stop();
         let child = spawn(self.dir.path(), self.port);
         watch_own_process(self.dir.path().to_path_buf(), child.id());
         self.child = Some(child);
+    }
+}
+
+/// Writes held by [`RedisServer::hold_writes`].
+pub struct WritesHeld {
+    admin: redis::Connection,
+}
+
+impl std::fmt::Debug for WritesHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WritesHeld")
+    }
+}
+
+impl WritesHeld {
+    /// The ids of the clients that wait with a held write (flag `b` in `CLIENT LIST`).
+    pub fn waiting_clients(&mut self) -> Vec<u64> {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.admin)
+            .expect("CLIENT LIST works");
+        list.lines()
+            .filter(|l| {
+                l.split(' ')
+                    .any(|f| f.starts_with("flags=") && f.contains('b'))
+            })
+            .filter_map(|l| l.strip_prefix("id="))
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
+    /// Wait (up to ten seconds) until a client other than those in `seen` waits with a held
+    /// write; its id.
+    pub fn wait_for_a_waiting_client(&mut self, seen: &[u64]) -> Option<u64> {
+        for _ in 0..1000 {
+            if let Some(id) = self
+                .waiting_clients()
+                .into_iter()
+                .find(|id| !seen.contains(id))
+            {
+                return Some(id);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Close the connection of every other client (`CLIENT KILL TYPE normal SKIPME yes`), as a
+    /// restarting Redis or a dropped link does: a held write on it was never executed, and its
+    /// client sees the socket closed with no answer. How many were closed.
+    pub fn drop_connections_with_writes_waiting(&mut self) -> u64 {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut self.admin)
+            .expect("CLIENT KILL works")
+    }
+
+    /// Let the held writes (and every later one) go on.
+    pub fn release(self) {}
+}
+
+impl Drop for WritesHeld {
+    fn drop(&mut self) {
+        let _ = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query::<()>(&mut self.admin);
     }
 }
 

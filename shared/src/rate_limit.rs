@@ -42,8 +42,9 @@ pub enum Decision {
 
 impl Limit {
     /// Count a hit for `key` and decide; refused hits count too, so hammering does not help.
-    /// Works on any async connection, e.g. `crate::redis_client::RedisClient`. The script
-    /// counts, so give it a `Replay::Never` connection: a hit must not be counted twice.
+    /// Works on any async connection, e.g. `crate::redis_client::RedisClient`, which should
+    /// send it with `Replay::Recount`: resent after a dropped connection, at worst counting this
+    /// one hit twice.
     pub async fn hit_on<C>(&self, conn: &mut C, key: &str) -> redis::RedisResult<Decision>
     where
         C: redis::aio::ConnectionLike + Send,

@@ -17,9 +17,10 @@
 //!   ends. A command never goes out on a flagged connection: it gets a fresh one first. Commands
 //!   sent on a closed driver fail without writing anything, so nothing is lost by this.
 //! - **A command that finds the connection dead is resent once, only if it may run twice**
-//!   ([`Replay`]): reads, idempotent writes and scripts written to be re-run. Anything else
-//!   (`INCR`, `GETDEL`, `SET NX`, counting scripts) may have executed before the socket died, so
-//!   its error goes to the caller, who knows what to undo.
+//!   ([`Replay`]): reads, idempotent writes and scripts written to be re-run, and rate-limit
+//!   hits, where a repeat at worst counts one hit twice ([`Replay::Recount`]). Anything else
+//!   (`GETDEL`, `SET NX`, scripts that consume or claim) may have executed before the socket
+//!   died, so its error goes to the caller, who knows what to undo.
 //! - **Reconnects are serialised and bounded.** One connection attempt at a time per client;
 //!   after a failure the next attempt waits 50 ms, doubling up to half the connect timeout. A
 //!   command waits for a connection at most the connect timeout, then fails with one of the
@@ -60,9 +61,24 @@ pub enum Replay {
     /// `SET`/`SETEX`/`DEL` of fixed values, scripts written to be re-run. Resent once on a fresh
     /// connection when the connection turns out dead under it.
     Safe,
-    /// A second run would differ (`INCR`, `GETDEL`, `SET NX`, scripts that count): never resent
-    /// once it may have reached Redis; the caller gets the error.
+    /// A rate-limit hit: a script whose only effect a second run repeats is counting the hit
+    /// (`INCR` of a limiter counter; anything else it writes is idempotent, e.g. a `SETEX`).
+    /// Resent once like [`Replay::Safe`]: if the first run did execute before the socket died,
+    /// the client is counted one hit too many in that window: the strict side of its limit, and
+    /// only when Redis dropped the connection under the command (a restart), instead of a 503
+    /// for a user who did nothing wrong. Never for a script that consumes or hands out something
+    /// (`GETDEL` of a code, a send claim), whose second run would answer differently.
+    Recount,
+    /// A second run would differ (`GETDEL`, `SET NX`, scripts that consume or claim): never
+    /// resent once it may have reached Redis; the caller gets the error.
     Never,
+}
+
+impl Replay {
+    /// Whether a command that found its connection dead is sent once more on a fresh one.
+    fn resends(self) -> bool {
+        matches!(self, Self::Safe | Self::Recount)
+    }
 }
 
 /// Timeouts of a [`RedisClient`].
@@ -271,7 +287,7 @@ impl RedisClient {
             return first;
         }
         live.closed.store(true, Ordering::Release);
-        if self.replay == Replay::Never || !e.is_connection_dropped() {
+        if !self.replay.resends() || !e.is_connection_dropped() {
             return first;
         }
         tracing::debug!(redis = %self.inner.name, error = %e, "connection found dead; resending a replay-safe command on a new one");

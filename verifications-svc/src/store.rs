@@ -7,7 +7,8 @@
 //! on first use and replaces a connection Redis closed before a command goes out on it, so a
 //! Redis restart between two requests costs no error; while Redis is down a request fails fast
 //! (503). Each command below says whether it may be resent after the connection died under it
-//! ([`Replay`]): only what may run twice is.
+//! ([`Replay`]): only what may run twice is, or what a repeat at worst counts twice against a
+//! rate limit.
 //!
 //! ## Round trip of `GET /image_codes/` (one)
 //! [`issue_image_code`]: one Lua script counts the captcha against the client's issuance limit
@@ -124,8 +125,9 @@ pub async fn issue_image_code(
         .arg(CAPTCHA_ISSUE_WINDOW_SECS)
         .arg(text)
         .arg(keys::IMAGE_CODE_TTL_SECS)
-        // Not resent: it counts, and a hit must not be counted twice.
-        .invoke_async(&mut conn.replay(Replay::Never))
+        // Resent after a dropped connection: the SETEX is idempotent and a repeat at worst
+        // counts this captcha twice against the client's issuance limit.
+        .invoke_async(&mut conn.replay(Replay::Recount))
         .await?;
     Ok(match window_left_ms {
         0 => Issued::Stored,

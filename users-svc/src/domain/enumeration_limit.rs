@@ -6,9 +6,10 @@
 //! would simply enumerate through `POST /users/` instead of the limited GETs.
 //!
 //! The limiter talks to Redis over the HTTP worker's one multiplexed connection
-//! (`shared::redis_client::RedisClient`), with no checkout round trip. Its script counts, so it
-//! is never resent after the connection died under it (`Replay::Never`): a lost hit is a 503,
-//! a doubled one would eat the client's budget.
+//! (`shared::redis_client::RedisClient`), with no checkout round trip. A hit whose connection
+//! Redis dropped under it (a restart) is sent again on a fresh one (`Replay::Recount`): if the
+//! first did count, the client is charged one lookup twice, one of its per-minute budget; the
+//! other choice was a 503 for a user who did nothing wrong.
 //!
 //! When Redis (the limiter) is down the answer is 503, not an unlimited lookup: failing open
 //! would switch the enumeration guard off exactly when nobody is watching it.
@@ -81,7 +82,7 @@ impl EnumerationLimit {
     /// 503 when Redis cannot count.
     pub async fn hit(&self, client: Option<IpAddr>) -> Result<(), LimitError> {
         let key = shared::client_ip::limit_key_of(client);
-        let mut conn = self.redis.replay(Replay::Never);
+        let mut conn = self.redis.replay(Replay::Recount);
         match self.limit.hit_on(&mut conn, &key).await {
             Ok(Decision::Allowed) => Ok(()),
             Ok(Decision::Refused { retry_after }) => Err(LimitError::Throttled { retry_after }),

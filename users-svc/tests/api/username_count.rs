@@ -276,3 +276,44 @@ async fn a_request_right_after_a_redis_restart_waits_while_redis_loads_its_data(
         (200, json!({"username": "alice123", "count": 0}))
     );
 }
+
+/// A Redis restart or a dropped link can close the connection while a count's limiter hit is
+/// on it, unanswered. The hit is sent again on a fresh connection (a repeat at worst counts one
+/// lookup twice), so the user gets the answer, not a 503. Redis holds the hit unexecuted
+/// (`CLIENT PAUSE WRITE`) while the test closes the connection under it, as a restart does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_whose_redis_connection_drops_under_its_limiter_hit_is_still_answered() {
+    let server = harness::RedisServer::start();
+    let app = crate::helpers::spawn_app_with_redis(server.url(0)).await;
+    assert_eq!(app.get(&path("alice123")).await.status(), 200, "connected");
+    let mut held = server.hold_writes();
+    let count = tokio::spawn(
+        harness::http_client()
+            .get(format!("{}{}", app.address, path("alice123")))
+            .send(),
+    );
+    let first = held
+        .wait_for_a_waiting_client(&[])
+        .expect("the count's limiter hit waits in Redis");
+    assert!(held.drop_connections_with_writes_waiting() >= 1);
+    held.wait_for_a_waiting_client(&[first])
+        .expect("the hit is sent again on a fresh connection");
+    held.release();
+    let res = count.await.expect("joined").expect("answered");
+    let (status, body) = status_and_json(res).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"username": "alice123", "count": 0}))
+    );
+    // Counted once (the warm-up, then this count): the copy on the dropped connection never ran.
+    let counter: Option<String> = redis::cmd("GET")
+        .arg("rl:count_ip:127.0.0.1")
+        .query(
+            &mut redis::Client::open(server.url(0))
+                .expect("url")
+                .get_connection()
+                .expect("connect"),
+        )
+        .expect("GET");
+    assert_eq!(counter.as_deref(), Some("2"));
+}

@@ -337,3 +337,43 @@ async fn a_redis_restart_between_two_requests_costs_the_user_nothing() {
         assert_eq!(stored.map(|t| t.len()), Some(4), "the text was stored");
     }
 }
+
+/// A Redis restart or a dropped link can close the connection while the captcha's script (the
+/// issuance count and the `SETEX`) is on it, unanswered. It is sent again on a fresh
+/// connection (the `SETEX` is idempotent, the count at worst counts twice), so the user gets
+/// the picture, not a 503. Redis holds the script unexecuted (`CLIENT PAUSE WRITE`) while the
+/// test closes the connection under it, as a restart does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captcha_whose_redis_connection_drops_under_its_script_is_still_served() {
+    let server = harness::RedisServer::start();
+    let app = spawn_app_with_redis(server.url(0)).await;
+    assert_eq!(app.image_code(&new_id()).await.status(), 200, "connected");
+    let mut held = server.hold_writes();
+    let id = new_id();
+    let captcha = tokio::spawn(
+        harness::http_client()
+            .get(format!("{}/image_codes/{id}/", app.address))
+            .send(),
+    );
+    let first = held
+        .wait_for_a_waiting_client(&[])
+        .expect("the captcha's script waits in Redis");
+    assert!(held.drop_connections_with_writes_waiting() >= 1);
+    held.wait_for_a_waiting_client(&[first])
+        .expect("the script is sent again on a fresh connection");
+    held.release();
+    let res = captcha.await.expect("joined").expect("answered");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let png = res.bytes().await.expect("body");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let mut redis = redis::Client::open(server.url(0))
+        .expect("URL")
+        .get_connection()
+        .expect("connect");
+    let stored: Option<String> = redis.get(format!("img_{id}")).expect("GET");
+    assert_eq!(stored.map(|t| t.len()), Some(4), "the text was stored");
+    // Counted once (the warm-up, then this one): the copy on the dropped connection never ran.
+    let issued: Option<String> = redis.get("rl:captcha_issue:127.0.0.1").expect("GET");
+    assert_eq!(issued.as_deref(), Some("2"));
+}
