@@ -44,11 +44,18 @@ impl GlyphBitmap {
         if x0 + 1 >= self.width || y0 + 1 >= self.height {
             return 0.0;
         }
+        let at = y0 * self.width + x0;
+        let (top, bottom) = (
+            &self.coverage[at..at + 2],
+            &self.coverage[at + self.width..at + self.width + 2],
+        );
+        // Most of a glyph's box is empty: skip the arithmetic there (its result would be 0).
+        if top == [0, 0] && bottom == [0, 0] {
+            return 0.0;
+        }
         let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        let at = |xx: usize, yy: usize| f32::from(self.coverage[yy * self.width + xx]);
-        let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
-        let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
-        (top * (1.0 - fy) + bottom * fy) / 255.0
+        let lerp = |pair: &[u8]| f32::from(pair[0]) * (1.0 - fx) + f32::from(pair[1]) * fx;
+        (lerp(top) * (1.0 - fy) + lerp(bottom) * fy) / 255.0
     }
 }
 
