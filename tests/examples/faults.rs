@@ -120,6 +120,33 @@ struct Run {
     records: Mutex<Vec<Record>>,
     sms: Mutex<Vec<Sms>>,
     serial: AtomicU64,
+    /// Requests sent a second time because the gateway closed their kept-alive connection
+    /// without answering (see [`closed_unanswered`]).
+    resent: AtomicU64,
+}
+
+/// Whether the connection closed before any answer came: what a client sees when it reuses a
+/// kept-alive connection just as nginx closes it (an old worker after a reload closes its idle
+/// connections). The request was never read, so browsers send it again on a new connection,
+/// whatever its method (RFC 9112 §9.3.1); so does this driver, once, and counts it.
+fn closed_unanswered(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        // hyper's IncompleteMessage, which it exposes only through its text.
+        if err.to_string() == "connection closed before message completed" {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 impl Run {
@@ -136,7 +163,14 @@ impl Run {
     ) -> Option<Value> {
         let at = self.now();
         let sent = Instant::now();
-        let result = request.timeout(Duration::from_secs(10)).send().await;
+        let again = request.try_clone();
+        let mut result = request.timeout(Duration::from_secs(10)).send().await;
+        if let (Err(e), Some(again)) = (&result, again)
+            && closed_unanswered(e)
+        {
+            self.resent.fetch_add(1, Ordering::Relaxed);
+            result = again.timeout(Duration::from_secs(10)).send().await;
+        }
         let (status, retry_after, body) = match result {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -504,6 +538,10 @@ fn report(run: &Run, injected: &[(String, f64, f64)], dups: (usize, usize)) -> (
     let (accepted, delivered, slowest) = sms_fate(&sms, 0.0, f64::MAX);
     println!("\noverall: {} requests: {}", all.total, statuses(&all));
     println!(
+        "overall: sent again after the gateway closed a kept-alive connection unanswered (as browsers do): {}",
+        run.resent.load(Ordering::Relaxed)
+    );
+    println!(
         "overall: 5xx other than 503+Retry-After: {} (goal 0); 503+Retry-After: {}; SMS accepted {accepted}, delivered {delivered} (slowest {slowest:.1} s); extra messages to one mobile: {} (goal 0); provider calls repeating a request id: {}",
         all.bad_5xx, all.refused_503, dups.0, dups.1
     );
@@ -547,6 +585,7 @@ async fn main() -> anyhow::Result<()> {
         records: Mutex::new(Vec::new()),
         sms: Mutex::new(Vec::new()),
         serial: AtomicU64::new(0),
+        resent: AtomicU64::new(0),
         settings,
     });
     eprintln!("[faults] driving for {end:.0} s");
