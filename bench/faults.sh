@@ -5,6 +5,7 @@
 #
 #   bench/faults.sh                       # ~5 minutes: 20 s warm-up, 7 faults × (30 s + 10 s calm)
 #   FUNNELS_PER_SEC=20 COUNTS_PER_SEC=500 FAULT_SECS=30 CALM_SECS=10 bench/faults.sh
+#   FAULTS_ONLY=reload bench/faults.sh    # only the faults whose name contains "reload"
 #
 # It builds release binaries, starts everything on free loopback ports (Redis with its data on
 # disk, so a restart keeps it, as `docker-compose restart redis` does; MariaDB; the sms-sandbox;
@@ -83,12 +84,20 @@ FAULTS="worker kill -9 (1)=bash $F/worker_kill.sh;worker kill -9 (2)=bash $F/wor
 FAULTS+=";worker kill -9 (3)=bash $F/worker_kill.sh;redis restart=bash $F/redis_restart.sh"
 FAULTS+=";mariadb restart=bash $F/mariadb_restart.sh;provider outage=bash $F/provider_outage.sh"
 FAULTS+=";nginx reload=bash $F/nginx_reload.sh"
+if [ -n "${FAULTS_ONLY:-}" ]; then
+  IFS=';' read -r -a every <<<"$FAULTS"
+  FAULTS=""
+  for f in "${every[@]}"; do
+    case "${f%%=*}" in *"$FAULTS_ONLY"*) FAULTS+="${FAULTS:+;}$f" ;; esac
+  done
+  [ -n "$FAULTS" ] || { echo "FAULTS_ONLY=$FAULTS_ONLY names no fault" >&2; exit 1; }
+fi
 
 log "raw ceilings (same run): Redis GET, MariaDB point select, nginx static file"
 echo "machine: $CORES cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); BCRYPT_COST=${BCRYPT_COST:-10}"
 stack_ceilings
 echo "load: ${FUNNELS_PER_SEC:-10} funnels/s (captcha → SMS → code from the inbox → register → count) + ${COUNTS_PER_SEC:-500} count req/s, through the gateway"
 
-log "driving the load; faults at fixed times (about $(( ${WARMUP_SECS:-20} + 7 * (${FAULT_SECS:-30} + ${CALM_SECS:-10}) )) s)"
+log "driving the load; faults at fixed times (about $(( ${WARMUP_SECS:-20} + $(tr -cd ';' <<<"$FAULTS" | wc -c) * (${FAULT_SECS:-30} + ${CALM_SECS:-10}) + ${FAULT_SECS:-30} + ${CALM_SECS:-10} )) s)"
 GATEWAY="$GATEWAY" SANDBOX="$SANDBOX" REDIS_URL="$REDIS_URL" \
   FAULTS="$FAULTS" "$BIN/examples/faults" | tee "$WORK/report.md"

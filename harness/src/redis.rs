@@ -177,9 +177,9 @@ impl RedisServer {
     }
 
     /// Hold every write (`CLIENT PAUSE WRITE`: scripts and writes wait, unexecuted, while
-    /// reads and this test's admin commands go on), so a test can cut connections with a write
-    /// in flight ([`WritesHeld::drop_connections_with_writes_waiting`]). Writes go on when the
-    /// guard is dropped or [`WritesHeld::release`]d.
+    /// reads and this test's admin commands go on), so a test can cut connections with a
+    /// write in flight ([`WritesHeld::drop_a_waiting_write_and_wait_for_its_resend`]). Writes
+    /// go on when the guard is dropped or [`WritesHeld::release`]d.
     pub fn hold_writes(&self) -> WritesHeld {
         let mut admin = redis::Client::open(self.url(0))
             .expect("a redis:// URL is valid")
@@ -216,7 +216,7 @@ impl std::fmt::Debug for WritesHeld {
 
 impl WritesHeld {
     /// The ids of the clients that wait with a held write (flag `b` in `CLIENT LIST`).
-    pub fn waiting_clients(&mut self) -> Vec<u64> {
+    fn waiting_clients(&mut self) -> Vec<u64> {
         let list: String = redis::cmd("CLIENT")
             .arg("LIST")
             .query(&mut self.admin)
@@ -233,7 +233,7 @@ impl WritesHeld {
 
     /// Wait (up to ten seconds) until a client other than those in `seen` waits with a held
     /// write; its id.
-    pub fn wait_for_a_waiting_client(&mut self, seen: &[u64]) -> Option<u64> {
+    fn wait_for_a_waiting_client(&mut self, seen: &[u64]) -> Option<u64> {
         for _ in 0..1000 {
             if let Some(id) = self
                 .waiting_clients()
@@ -249,16 +249,30 @@ impl WritesHeld {
 
     /// Close the connection of every other client (`CLIENT KILL TYPE normal SKIPME yes`), as a
     /// restarting Redis or a dropped link does: a held write on it was never executed, and its
-    /// client sees the socket closed with no answer. How many were closed.
-    pub fn drop_connections_with_writes_waiting(&mut self) -> u64 {
+    /// client sees the socket closed with no answer.
+    fn drop_connections_with_writes_waiting(&mut self) {
         redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")
             .arg("normal")
             .arg("SKIPME")
             .arg("yes")
-            .query(&mut self.admin)
-            .expect("CLIENT KILL works")
+            .query::<u64>(&mut self.admin)
+            .expect("CLIENT KILL works");
+    }
+
+    /// What a restart does to a client with a write in flight, and whether it resends: wait
+    /// for a held write, close every client's connection under it (the held write on it is
+    /// never executed), then wait for a held write on a new connection. `Err` says which of
+    /// the two never came.
+    pub fn drop_a_waiting_write_and_wait_for_its_resend(&mut self) -> Result<(), &'static str> {
+        let first = self
+            .wait_for_a_waiting_client(&[])
+            .ok_or("no write reached Redis")?;
+        self.drop_connections_with_writes_waiting();
+        self.wait_for_a_waiting_client(&[first])
+            .map(drop)
+            .ok_or("the write was not sent again on a new connection")
     }
 
     /// Let the held writes (and every later one) go on.

@@ -120,6 +120,8 @@ struct Run {
     records: Mutex<Vec<Record>>,
     sms: Mutex<Vec<Sms>>,
     serial: AtomicU64,
+    /// A client that keeps no connection open: each request on a new one.
+    fresh: reqwest::Client,
     /// Requests sent a second time because the gateway closed their kept-alive connection
     /// without answering (see [`closed_unanswered`]).
     resent: AtomicU64,
@@ -169,7 +171,12 @@ impl Run {
             && closed_unanswered(e)
         {
             self.resent.fetch_add(1, Ordering::Relaxed);
-            result = again.timeout(Duration::from_secs(10)).send().await;
+            // On a new connection, as a browser does: the pool's other idle connections to the
+            // old worker are being closed too.
+            result = match again.timeout(Duration::from_secs(10)).build() {
+                Ok(request) => self.fresh.execute(request).await,
+                Err(e) => Err(e),
+            };
         }
         let (status, retry_after, body) = match result {
             Ok(response) => {
@@ -586,6 +593,9 @@ async fn main() -> anyhow::Result<()> {
         sms: Mutex::new(Vec::new()),
         serial: AtomicU64::new(0),
         resent: AtomicU64::new(0),
+        fresh: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?,
         settings,
     });
     eprintln!("[faults] driving for {end:.0} s");
