@@ -6,6 +6,7 @@
 #   bench/faults.sh                       # ~5 minutes: 20 s warm-up, 7 faults × (30 s + 10 s calm)
 #   FUNNELS_PER_SEC=20 COUNTS_PER_SEC=500 FAULT_SECS=30 CALM_SECS=10 bench/faults.sh
 #   FAULTS_ONLY=reload bench/faults.sh    # only the faults whose name contains "reload"
+#   FAULTS_ONLY=reload FAULTS_REPEAT=20 FAULT_SECS=3 CALM_SECS=1 bench/faults.sh  # a rare race
 #
 # It builds release binaries, starts everything on free loopback ports (Redis with its data on
 # disk, so a restart keeps it, as `docker-compose restart redis` does; MariaDB; the sms-sandbox;
@@ -91,6 +92,13 @@ if [ -n "${FAULTS_ONLY:-}" ]; then
     case "${f%%=*}" in *"$FAULTS_ONLY"*) FAULTS+="${FAULTS:+;}$f" ;; esac
   done
   [ -n "$FAULTS" ] || { echo "FAULTS_ONLY=$FAULTS_ONLY names no fault" >&2; exit 1; }
+fi
+if [ "${FAULTS_REPEAT:-1}" -gt 1 ]; then
+  IFS=';' read -r -a every <<<"$FAULTS"
+  FAULTS=""
+  for f in "${every[@]}"; do
+    for k in $(seq "$FAULTS_REPEAT"); do FAULTS+="${FAULTS:+;}${f%%=*} #$k=${f#*=}"; done
+  done
 fi
 
 log "raw ceilings (same run): Redis GET, MariaDB point select, nginx static file"
