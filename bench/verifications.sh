@@ -8,7 +8,8 @@
 #   1. raw ceiling: `redis-benchmark -c 64 -t set,get` against the same redis-server;
 #   2. captcha draw + PNG encode time per image (release, one core, the `captcha_timing` test);
 #   3. GET /image_codes/{uuid}/: `wrk -t2 -c64 -d10s --latency`, a fresh UUID per request
-#      (bench/verifications/image_codes.lua): draw on the blocking pool + SETEX;
+#      (bench/verifications/image_codes.lua): the issuance script (count + SETEX), then the
+#      drawing on the HTTP worker's thread;
 #   4. GET /sms_codes/{mobile}/: same wrk settings, a fresh mobile per request and a captcha
 #      pre-seeded as img_{id} (bench/verifications/sms_codes.lua), so every request takes the
 #      full success path: Lua GETDEL+flag check, Lua claim (flag, limits, code), apalis push.

@@ -31,14 +31,11 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `CORS_ALLOWED_ORIGINS`, default none (through the gateway the page is same-origin).
     pub cors_allowed_origins: AllowedOrigins,
-    /// `CAPTCHA_MAX_CONCURRENT_RENDERS`, default 2 × cores: captcha renders at a time in this
-    /// process (each holds a blocking-pool thread); more wait, then get 503.
-    pub captcha_max_concurrent_renders: usize,
     /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE`, default 60: captchas per client IP per minute
     /// (429 beyond, before any render).
     pub captcha_issue_limit_per_minute: u64,
-    /// `CAPTCHA_RENDER_WAIT_MS`, default 250: how long a captcha request waits for a render slot
-    /// before its 503.
+    /// `CAPTCHA_RENDER_WAIT_MS`, default 250: the longest wait for the renders queued ahead on
+    /// its worker at which a captcha request is still admitted (503 at once beyond).
     pub captcha_render_wait: Duration,
 }
 
@@ -54,12 +51,6 @@ impl Config {
             send_limits: send_limits(&mut env),
             trusted_proxies: env.networks("TRUSTED_PROXIES", "127.0.0.1/32"),
             cors_allowed_origins: AllowedOrigins::from_env(&mut env),
-            captcha_max_concurrent_renders: env.int_in(
-                "CAPTCHA_MAX_CONCURRENT_RENDERS",
-                2 * std::thread::available_parallelism().map_or(2, usize::from),
-                1,
-                512,
-            ),
             captcha_render_wait: env.millis("CAPTCHA_RENDER_WAIT_MS", 250),
             captcha_issue_limit_per_minute: env.int_in(
                 "CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE",
@@ -124,8 +115,6 @@ mod tests {
             c.trusted_proxies,
             vec!["127.0.0.1/32".parse::<IpNet>().expect("net")]
         );
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        assert_eq!(c.captcha_max_concurrent_renders, 2 * cores);
         assert_eq!(c.captcha_render_wait, Duration::from_millis(250));
         assert_eq!(c.captcha_issue_limit_per_minute, 60);
     }
@@ -136,7 +125,7 @@ mod tests {
             ("SMS_SEND_LIMIT_PER_MOBILE_PER_DAY", "0"),
             ("SMS_SEND_LIMIT_PER_IP_PER_HOUR", "many"),
             ("TRUSTED_PROXIES", "nginx"),
-            ("CAPTCHA_MAX_CONCURRENT_RENDERS", "0"),
+            ("CAPTCHA_RENDER_WAIT_MS", "0"),
             ("SMS_BUDGET_PER_DAY", "-1"),
         ]))
         .expect_err("five bad values")
@@ -145,7 +134,7 @@ mod tests {
             "SMS_SEND_LIMIT_PER_MOBILE_PER_DAY=0",
             "SMS_SEND_LIMIT_PER_IP_PER_HOUR=\"many\"",
             "TRUSTED_PROXIES: \"nginx\"",
-            "CAPTCHA_MAX_CONCURRENT_RENDERS=0",
+            "CAPTCHA_RENDER_WAIT_MS=0",
             "SMS_BUDGET_PER_DAY=",
         ] {
             assert!(err.contains(name), "{err}");

@@ -7,7 +7,7 @@ use shared::metrics::Metrics;
 use shared::server::Bound;
 
 use crate::config::Config;
-use crate::domain::captcha::{Issuer, Refusals, RenderLimit};
+use crate::domain::captcha::{Issuer, Refusals};
 use crate::metrics::VerificationMetrics;
 use crate::routes;
 use crate::state::Codes;
@@ -30,19 +30,21 @@ impl Application {
         let admission = shared::http::Admission::new(config.listen.max_in_flight, &metrics);
         let metrics = web::Data::new(metrics);
         // Fail start-up on a URL the Redis client rejects; each worker then opens its own.
-        let captcha = Issuer {
-            renders: RenderLimit::new(
-                config.captcha_max_concurrent_renders,
+        // The refusal memo is the process's; render admission is each worker's own (it draws
+        // one picture at a time on its own thread).
+        let refusals = Refusals::default();
+        let captcha = move |config: &Config| {
+            Issuer::for_worker(
                 config.captcha_render_wait,
-            ),
-            refusals: Refusals::default(),
-            limit_per_minute: config.captcha_issue_limit_per_minute,
+                refusals.clone(),
+                config.captcha_issue_limit_per_minute,
+            )
         };
-        Codes::connect(&config, captcha.clone())?;
+        Codes::connect(&config, captcha(&config))?;
         let workers = config.listen.workers;
         let server = HttpServer::new(move || {
             // One multiplexed connection per worker, driven on that worker's own runtime.
-            let codes = Codes::connect(&config, captcha.clone())
+            let codes = Codes::connect(&config, captcha(&config))
                 .expect("the Redis URLs were checked at start-up");
             shared::http::app(metrics.clone(), cors.clone(), admission.clone())
                 .app_data(verification_metrics.clone())

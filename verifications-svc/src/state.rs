@@ -15,9 +15,9 @@ pub struct Codes {
     /// The queue Redis (the same connection the job storage uses), for `/readyz`.
     pub queue_connection: RedisClient,
     pub sms: SmsCodes,
-    /// Render slots and refusal memo for the whole process, shared by every HTTP worker, and
-    /// `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE` (under `rl:captcha_issue:{ip}`: bounds the
-    /// renders and the `img_` keys, 165 B each, one client can cause).
+    /// This worker's render admission, the process's refusal memo (shared by every HTTP
+    /// worker), and `CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE` (under `rl:captcha_issue:{ip}`:
+    /// bounds the renders and the `img_` keys, 165 B each, one client can cause).
     pub captcha: Issuer,
 }
 

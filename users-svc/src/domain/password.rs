@@ -9,16 +9,17 @@
 //! Admission: at most `concurrency` hashes run at once (one per core by default: bcrypt is
 //! pure CPU), each on tokio's blocking pool. A request is admitted when the wait it would face
 //! for a slot is at most `max_wait` (`HASH_MAX_WAIT_MS`), estimated from the requests already
-//! admitted and the recent time of one hash; otherwise it gets [`HashError::Busy`] (503) at
-//! once. Latency under overload stays bounded, and the bound follows what the machine really
-//! does (a slower core, a higher cost, a neighbour's load) rather than a fixed count.
+//! admitted and the recent time of one hash ([`shared::expected_wait`]); otherwise it gets
+//! [`HashError::Busy`] (503) at once. Latency under overload stays bounded, and the bound follows
+//! what the machine really does (a slower core, a higher cost, a neighbour's load) rather than a
+//! fixed count.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntGauge};
 use sha2::{Digest, Sha256};
+use shared::expected_wait::ExpectedWait;
 use tokio::sync::Semaphore;
 
 /// Django's algorithm prefix.
@@ -40,30 +41,15 @@ pub enum HashError {
 pub struct Hasher {
     cost: u32,
     slots: Arc<Semaphore>,
-    concurrency: usize,
-    /// Requests admitted and not yet finished (running + waiting).
-    admitted: AtomicUsize,
-    /// The longest expected wait for a slot at which a request is still admitted.
-    max_wait: Duration,
-    /// The recent time of one hash in microseconds: a moving average of the measured ones,
-    /// seeded with an estimate from the cost.
-    recent_hash_micros: Arc<AtomicU64>,
+    /// Admission by the expected wait for a slot, from the recent time of one hash (seeded
+    /// with an estimate from the cost).
+    admission: Arc<ExpectedWait>,
     /// `users_hash_queue_depth`: requests waiting for a slot.
     waiting: IntGauge,
     /// `users_hash_in_progress`: hashes running now.
     running: IntGauge,
     /// `users_password_hash_seconds`: time of one hash on its blocking thread.
     hash_time: Histogram,
-}
-
-/// Decrements the admission count however the request ends (including a client disconnect
-/// that drops the future while it waits).
-struct Admission<'a>(&'a AtomicUsize);
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Decrements a gauge when dropped.
@@ -96,36 +82,23 @@ impl Hasher {
         Self {
             cost,
             slots: Arc::new(Semaphore::new(concurrency)),
-            concurrency,
-            admitted: AtomicUsize::new(0),
-            max_wait,
-            recent_hash_micros: Arc::new(AtomicU64::new(estimated_hash_micros(cost))),
+            admission: Arc::new(ExpectedWait::new(
+                concurrency,
+                max_wait,
+                Duration::from_micros(estimated_hash_micros(cost)),
+            )),
             waiting,
             running,
             hash_time,
         }
     }
 
-    /// The wait a request admitted now would face for a slot when `ahead` requests are
-    /// admitted already: none while a slot is free, else one hash time for every round of
-    /// `concurrency` hashes that must finish first.
-    pub fn expected_wait(&self, ahead: usize) -> Duration {
-        let rounds = match ahead.checked_sub(self.concurrency) {
-            None => 0,
-            Some(queued) => queued / self.concurrency + 1,
-        };
-        let hash = Duration::from_micros(self.recent_hash_micros.load(Ordering::Relaxed));
-        hash.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
-    }
-
     /// Hash `password` for storage, or refuse at once when the wait for a slot would be longer
     /// than `max_wait`.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let ahead = self.admitted.fetch_add(1, Ordering::AcqRel);
-        let _admission = Admission(&self.admitted);
-        if self.expected_wait(ahead) > self.max_wait {
+        let Some(_admitted) = self.admission.admit() else {
             return Err(HashError::Busy);
-        }
+        };
         let permit = {
             let _waiting = GaugeGuard::new(&self.waiting);
             Arc::clone(&self.slots)
@@ -136,7 +109,7 @@ impl Hasher {
         let cost = self.cost;
         let running = self.running.clone();
         let hash_time = self.hash_time.clone();
-        let recent = Arc::clone(&self.recent_hash_micros);
+        let admission = Arc::clone(&self.admission);
         // The permit moves into the blocking task: if the client goes away meanwhile, the hash
         // still holds its slot until it really finishes, so no more than `concurrency` run.
         tokio::task::spawn_blocking(move || {
@@ -145,7 +118,7 @@ impl Hasher {
             let _timer = hash_time.start_timer();
             let started = Instant::now();
             let hashed = make(&password, cost);
-            record(&recent, started.elapsed());
+            admission.record(started.elapsed());
             hashed
         })
         .await
@@ -157,15 +130,6 @@ impl Hasher {
 /// development machine's cores, doubling with each step of the cost.
 fn estimated_hash_micros(cost: u32) -> u64 {
     65_000_u64.saturating_mul(1 << cost.saturating_sub(10).min(40))
-}
-
-/// Fold one measured hash time into the moving average (weight 1/4: a few hashes follow a
-/// change of load, one outlier does not swing it).
-fn record(recent: &AtomicU64, took: Duration) {
-    let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-    // A lost update between two hashes finishing at once only drops one sample.
-    let old = recent.load(Ordering::Relaxed);
-    recent.store(old - old / 4 + sample / 4, Ordering::Relaxed);
 }
 
 /// The lowercase hex SHA-256 of the password: what bcrypt actually sees.
@@ -252,18 +216,13 @@ mod tests {
     }
 
     #[test]
-    fn the_expected_wait_is_one_hash_time_per_round_of_slots_ahead() {
+    fn the_first_guess_of_a_hash_time_doubles_with_each_step_of_the_cost() {
         let g = |n: &str| IntGauge::new(n, "test").expect("gauge");
         let h =
             Histogram::with_opts(prometheus::HistogramOpts::new("h", "test")).expect("histogram");
         let hasher = Hasher::new(12, 2, Duration::from_secs(3), g("w"), g("r"), h);
-        let hash = Duration::from_micros(estimated_hash_micros(12));
-        assert_eq!(hash, Duration::from_millis(260));
-        let cases = [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2), (19, 9), (39, 19)];
-        for (ahead, rounds) in cases {
-            assert_eq!(hasher.expected_wait(ahead), hash * rounds, "{ahead} ahead");
-        }
-        record(&hasher.recent_hash_micros, Duration::from_millis(660));
-        assert_eq!(hasher.expected_wait(2), Duration::from_millis(360));
+        assert_eq!(hasher.admission.recent(), Duration::from_millis(260));
+        assert_eq!(estimated_hash_micros(10), 65_000);
+        assert_eq!(estimated_hash_micros(4), 65_000, "below 10: as 10");
     }
 }

@@ -1,10 +1,19 @@
-//! Issuing a captcha: the client's issuance limit, a render slot of the per-process
-//! [`RenderLimit`], the drawing on tokio's blocking pool, and (in the same round trip as the
-//! limit) the text stored in Redis as `img_{id}` meanwhile.
+//! Issuing a captcha: the client's issuance limit, admission by the expected wait for this
+//! worker's drawing ([`ExpectedWait`]), one round trip that counts the client and stores the
+//! text as `img_{id}`, then the drawing on the HTTP worker's own thread.
 //!
-//! One round trip per captcha: counting the client and storing the text are one script, run
-//! while the picture is drawn. A client the limit refuses therefore costs one render the first
-//! time; this process then remembers the refusal until the client's window ends
+//! Why on the worker's thread: a render takes well under 0.1 ms of CPU (`captcha_timing`), and
+//! handing each to tokio's blocking pool cost a good part of that again in wake-ups and
+//! context switches (a pool thread woken, then the worker woken back; measured in
+//! docs/performance.md §3). A worker therefore draws one picture at a time, and a flood queues
+//! in front of its drawing: a request is admitted only while the renders admitted before it on
+//! this worker would take at most `CAPTCHA_RENDER_WAIT_MS`, else it gets 503 at once and stores
+//! nothing. The round trip comes first: while a request waits for Redis the worker reads the
+//! requests behind it, which is what makes that queue visible to the count (a render that ran
+//! on a request's first poll would finish before the next request is even read, and nothing
+//! would ever seem to wait); and a client the limit refuses costs no render.
+//!
+//! A refused client: this process remembers the refusal until the client's window ends
 //! ([`Refusals`]), so its further requests cost neither a render nor a round trip. Another
 //! replica learns the same from its own first refusal.
 
@@ -13,8 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use shared::domain::ImageCodeId;
+use shared::expected_wait::ExpectedWait;
 use shared::redis_client::RedisClient;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{random_text, render_png};
 use crate::store::{self, Issued};
@@ -28,54 +37,24 @@ pub enum IssueError {
     Unavailable(#[source] redis::RedisError),
     #[error("cannot draw the captcha")]
     Render(#[source] anyhow::Error),
-    #[error("all {0} captcha render slots stayed busy for the whole wait")]
-    Busy(usize),
+    #[error("the captcha renders queued on this worker would take longer than the render wait")]
+    Busy,
 }
 
 impl From<IssueError> for shared::http::ApiError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Limited { retry_after } => Self::Throttled { retry_after },
-            // All render slots busy: the same 503 + Retry-After as a dependency outage.
-            e @ (IssueError::Unavailable(_) | IssueError::Busy(_)) => Self::unavailable(e),
+            // Too many renders queued: the same 503 + Retry-After as a dependency outage.
+            e @ (IssueError::Unavailable(_) | IssueError::Busy) => Self::unavailable(e),
             IssueError::Render(e) => Self::Unexpected(e),
         }
     }
 }
 
-/// The per-process bound on concurrent captcha renders (`CAPTCHA_MAX_CONCURRENT_RENDERS`).
-///
-/// Each render takes a blocking-pool thread, and tokio lets that pool grow to 512 threads: an
-/// unbounded flood would hold hundreds of threads (and their stacks) and break the memory goal
-/// of docs/performance.md §1 while rendering no faster, the CPU being the limit. A few renders per core keep
-/// the cores busy; a request that cannot get a slot within `wait` is refused (503), instead of
-/// queueing without bound.
-#[derive(Debug, Clone)]
-pub struct RenderLimit {
-    permits: Arc<Semaphore>,
-    max: usize,
-    wait: Duration,
-}
-
-impl RenderLimit {
-    /// At most `max` renders at a time in this process; wait up to `wait` for a slot.
-    pub fn new(max: usize, wait: Duration) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(max)),
-            max,
-            wait,
-        }
-    }
-
-    /// A render slot, released when the permit is dropped.
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, IssueError> {
-        match tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            // Timed out, or closed (never: nothing closes it).
-            _ => Err(IssueError::Busy(self.max)),
-        }
-    }
-}
+/// A first guess at one render's time (draw + encode, release, with the worker's other work
+/// around it) until one is measured.
+const FIRST_RENDER_GUESS: Duration = Duration::from_micros(100);
 
 /// How many refused clients one process remembers at most. An entry exists only for a client
 /// that went past its limit, and lives until its window ends (≤ 60 s); a flood from more
@@ -112,20 +91,32 @@ impl Refusals {
     }
 }
 
-/// What issuing needs besides Redis: the process's render slots and refusal memo, and the
-/// limit (`CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE`).
+/// What issuing needs besides Redis: this worker's render admission, the process's refusal
+/// memo, and the limit (`CAPTCHA_ISSUE_LIMIT_PER_IP_PER_MINUTE`). One per HTTP worker
+/// ([`Issuer::for_worker`]).
 #[derive(Debug, Clone)]
 pub struct Issuer {
-    pub renders: RenderLimit,
+    renders: Arc<ExpectedWait>,
     pub refusals: Refusals,
     pub limit_per_minute: u64,
 }
 
+impl Issuer {
+    /// The issuer of one HTTP worker: renders admitted while the wait for this worker's queued
+    /// renders is at most `render_wait`; `refusals` shared with the other workers.
+    pub fn for_worker(render_wait: Duration, refusals: Refusals, limit_per_minute: u64) -> Self {
+        Self {
+            renders: Arc::new(ExpectedWait::new(1, render_wait, FIRST_RENDER_GUESS)),
+            refusals,
+            limit_per_minute,
+        }
+    }
+}
+
 /// Issue a captcha for `id` to `client` (its limit key): a new text stored as `img_{id}` for
 /// 300 s (replacing any earlier one) and its PNG, or [`IssueError::Limited`] with nothing
-/// stored. A render slot is taken first, so a request refused for want of one stores nothing
-/// and counts nothing; drawing then runs on the blocking pool while the script counts and
-/// stores.
+/// stored. Admission comes first, so a request refused for the render wait stores nothing and
+/// counts nothing; the picture is drawn once Redis has counted and stored.
 pub async fn issue(
     redis: &RedisClient,
     issuer: &Issuer,
@@ -135,19 +126,14 @@ pub async fn issue(
     if let Some(retry_after) = issuer.refusals.retry_after(client, Instant::now()) {
         return Err(IssueError::Limited { retry_after });
     }
-    let permit = issuer.renders.acquire().await?;
+    let Some(_admitted) = issuer.renders.admit() else {
+        return Err(IssueError::Busy);
+    };
     let text = random_text(&mut rand::rng());
-    let to_draw = text.clone();
-    let (png, stored) = tokio::join!(
-        tokio::task::spawn_blocking(move || {
-            // Held by the render itself: if the request is dropped meanwhile, the slot stays
-            // taken until the thread is really free.
-            let _permit = permit;
-            render_png(&to_draw)
-        }),
-        store::issue_image_code(redis, id, &text, client, issuer.limit_per_minute),
-    );
-    if let Issued::Refused { window_left_ms } = stored.map_err(IssueError::Unavailable)? {
+    let stored = store::issue_image_code(redis, id, &text, client, issuer.limit_per_minute)
+        .await
+        .map_err(IssueError::Unavailable)?;
+    if let Issued::Refused { window_left_ms } = stored {
         let now = Instant::now();
         let left = Duration::from_millis(window_left_ms);
         issuer.refusals.remember(client, now + left, now);
@@ -155,40 +141,42 @@ pub async fn issue(
             retry_after: window_left_ms.div_ceil(1000),
         });
     }
-    png.map_err(|e| IssueError::Render(e.into()))?
-        .map_err(|e| IssueError::Render(e.into()))
+    let started = Instant::now();
+    let png = render_png(&text);
+    issuer.renders.record(started.elapsed());
+    png.map_err(|e| IssueError::Render(e.into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// With every render slot taken, a request waits `wait`, is refused, and stores nothing;
-    /// once the slot is free the next one is served and stored.
+    /// With renders queued ahead on this worker for longer than the wait, a request is refused
+    /// at once and stores and counts nothing; once they are done the next one is served,
+    /// stored and counted.
     #[tokio::test]
-    async fn a_busy_render_limit_refuses_after_the_wait_without_storing_the_key() {
+    async fn a_request_behind_too_long_a_render_queue_is_refused_at_once_storing_nothing() {
         use redis::Commands;
         let db = harness::test_redis();
         let redis = store::connect(&db.url(), Duration::from_secs(2)).expect("URL");
-        let issuer = Issuer {
-            renders: RenderLimit::new(1, Duration::from_millis(100)),
-            refusals: Refusals::default(),
-            limit_per_minute: 60,
-        };
-        let held = issuer.renders.acquire().await.expect("the one slot");
+        // The wait allows 100 renders of the first guess ahead: 101 admitted fill it.
+        let issuer = Issuer::for_worker(FIRST_RENDER_GUESS * 100, Refusals::default(), 60);
+        let ahead: Vec<_> = (0..101)
+            .map(|_| issuer.renders.admit().expect("within the wait"))
+            .collect();
         let id = ImageCodeId::parse("6a5f1e7c-0b4d-4e8e-9a1b-2c3d4e5f6a7b").expect("uuid");
-        let started = std::time::Instant::now();
         let refused = issue(&redis, &issuer, &id, "127.0.0.1").await;
-        assert!(matches!(refused, Err(IssueError::Busy(1))), "{refused:?}");
-        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(matches!(refused, Err(IssueError::Busy)), "{refused:?}");
         let mut conn = db.client().get_connection().expect("connects");
         let stored: Option<String> = conn.get(format!("img_{id}")).expect("GET");
         assert_eq!(stored, None, "a refused request stores nothing");
+        let counted: Option<String> = conn.get("rl:captcha_issue:127.0.0.1").expect("GET");
+        assert_eq!(counted, None, "and counts nothing");
 
-        drop(held);
+        drop(ahead);
         let png = issue(&redis, &issuer, &id, "127.0.0.1")
             .await
-            .expect("a free slot renders");
+            .expect("nothing ahead: served");
         assert!(png.starts_with(b"\x89PNG"));
         let stored: Option<String> = conn.get(format!("img_{id}")).expect("GET");
         let stored = stored.expect("stored once drawn");
@@ -197,13 +185,11 @@ mod tests {
             stored.bytes().all(|c| super::super::ALPHABET.contains(&c)),
             "{stored}"
         );
-        // The render released its slot when it finished.
-        assert_eq!(issuer.renders.permits.available_permits(), 1);
         let counted: Option<String> = conn.get("rl:captcha_issue:127.0.0.1").expect("GET");
-        assert_eq!(
-            counted.as_deref(),
-            Some("1"),
-            "the refused request counted nothing"
+        assert_eq!(counted.as_deref(), Some("1"), "counted once");
+        assert!(
+            issuer.renders.admit().is_some(),
+            "every admission was given back"
         );
     }
 

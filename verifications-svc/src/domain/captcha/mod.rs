@@ -1,7 +1,7 @@
 //! The image captcha: its text (4 characters from a CSPRNG, no look-alikes), its picture
 //! ([`draw`], pure: text and RNG in, image out) and its issuing ([`issue`]: the client's
-//! issuance limit, a render slot of the [`RenderLimit`], the drawing on tokio's blocking pool,
-//! the limit counted and the text stored in Redis meanwhile).
+//! issuance limit, admission by the expected wait for this worker's renders, the limit counted
+//! and the text stored in Redis, then the drawing on the worker's thread).
 //!
 //! The captcha is a speed bump against scripts, not the defence: the per-client and global
 //! limits in front of every SMS are. `bench/captcha/` measures how well off-the-shelf solvers
@@ -15,7 +15,7 @@ use rand::{Rng, RngExt};
 
 pub use draw::{GLYPH_ANGLE, GLYPH_SCALE, GLYPH_SHEAR, TEXT_BAND, draw, encode_png, render_png};
 pub use glyphs::{BASE_PX, FONT_FILES};
-pub use issue::{IssueError, Issuer, Refusals, RenderLimit, issue};
+pub use issue::{IssueError, Issuer, Refusals, issue};
 
 /// Image width in pixels (the original's front end shows a 120 × 40 image).
 pub const WIDTH: u32 = 120;
