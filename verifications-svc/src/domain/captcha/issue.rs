@@ -8,10 +8,10 @@
 //! docs/performance.md §3). A worker therefore draws one picture at a time, and a flood queues
 //! in front of its drawing: a request is admitted only while the renders admitted before it on
 //! this worker would take at most `CAPTCHA_RENDER_WAIT_MS`, else it gets 503 at once and stores
-//! nothing. The round trip comes first: while a request waits for Redis the worker reads the
-//! requests behind it, which is what makes that queue visible to the count (a render that ran
-//! on a request's first poll would finish before the next request is even read, and nothing
-//! would ever seem to wait); and a client the limit refuses costs no render.
+//! nothing. The round trip comes first: while a request waits for Redis its worker reads the
+//! requests behind it, and they are counted while its render is still to come (a render on a
+//! request's first poll is over before the next request is even read, so nothing would ever
+//! seem to wait); and a client the limit refuses costs no render.
 //!
 //! A refused client: this process remembers the refusal until the client's window ends
 //! ([`Refusals`]), so its further requests cost neither a render nor a round trip. Another
