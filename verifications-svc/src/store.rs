@@ -26,8 +26,9 @@
 //!    the client limits `rl:sms_mobile:{mobile}` (24 h), `rl:sms_ip:{ip}`, `rl:sms_prefix:{first
 //!    7 digits}` and `rl:sms_subnet:{/24 or /48}` (1 h each; `{ip}` is
 //!    `shared::client_ip::limit_key`: an IPv6 client's /64), and the global budget
-//!    `rl:sms_budget:minute|hour|day` shared by every replica. All are checked first; a send
-//!    they all allow counts against all of them. A send a client limit refuses (429) counts only
+//!    `rl:sms_budget:minute|hour|day` shared by every replica. All are decided together (each
+//!    counted with one `INCR`, and put back as it was if the send is refused): a send they all
+//!    allow counts against all of them. A send a client limit refuses (429) counts only
 //!    against the limit(s) that refused it (refused hits of that limit count too, as in
 //!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the IP
 //!    limit do not use up their own phones' daily quota) and never against the budget; a send
@@ -223,22 +224,19 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   return {0, 0, 0, false, -2, false, -2, false, {}}
 end
 local first, clients = 5, tonumber(ARGV[6])
+local function limit(i) return tonumber(ARGV[7 + 2 * (i - first)]) end
 local function window(i) return ARGV[8 + 2 * (i - first)] end
 local function is_client(i) return i < first + clients end
-local function hit(i)
-  local n = redis.call('INCR', KEYS[i])
-  local ttl = redis.call('TTL', KEYS[i])
-  if ttl < 0 then
-    redis.call('EXPIRE', KEYS[i], window(i))
-    ttl = tonumber(window(i))
-  end
-  return n, ttl
-end
--- Decide first, count after (see the module comment for who counts what).
-local over, client_refused, refused = {}, false, false
+-- Count first, decide after, undo on a refusal (the script is atomic, so nobody sees the
+-- undone counts): a send that every counter allows, the common case, costs one INCR per
+-- counter, plus an EXPIRE when that INCR started its window. Who counts what: see the module
+-- comment.
+local counts, over, client_refused, refused = {}, {}, false, false
 for i = first, #KEYS do
-  local limit = tonumber(ARGV[7 + 2 * (i - first)])
-  over[i] = tonumber(redis.call('GET', KEYS[i]) or '0') + 1 > limit
+  local n = redis.call('INCR', KEYS[i])
+  if n == 1 then redis.call('EXPIRE', KEYS[i], window(i)) end
+  counts[#counts + 1] = n
+  over[i] = n > limit(i)
   if over[i] then
     refused = true
     if is_client(i) then client_refused = true end
@@ -247,12 +245,17 @@ end
 if refused then
   local mask, wait = 0, 1
   for i = first, #KEYS do
+    -- A refusing client limit keeps its count; every other counter is put back as it was
+    -- (deleted if this INCR made it).
+    if not (over[i] and is_client(i)) then
+      redis.call(counts[i - first + 1] == 1 and 'DEL' or 'DECR', KEYS[i])
+    end
     if over[i] and (is_client(i) or not client_refused) then
-      local ttl
-      if is_client(i) then
-        ttl = select(2, hit(i))
-      else
-        ttl = redis.call('TTL', KEYS[i])
+      local ttl = redis.call('TTL', KEYS[i])
+      -- A counter without an expiry (never written so by this script) would refuse for good.
+      if ttl < 0 then
+        redis.call('EXPIRE', KEYS[i], window(i))
+        ttl = tonumber(window(i))
       end
       mask = bit.bor(mask, bit.lshift(1, i - first))
       wait = math.max(wait, ttl)
@@ -261,8 +264,6 @@ if refused then
   redis.call('DEL', KEYS[1])
   return {client_refused and 2 or 3, wait, mask, false, -2, false, -2, false, {}}
 end
-local counts = {}
-for i = first, #KEYS do counts[#counts + 1] = hit(i) end
 -- What the new code replaces, so that a failed queue push can put it back (release_send)
 -- without another round trip on the success path.
 local prev_code = redis.call('GET', KEYS[2])
