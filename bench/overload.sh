@@ -7,19 +7,21 @@
 #   bench/overload.sh                                   # ~3 minutes
 #   ENDPOINTS=counts,register FACTORS=2,5,10 LOAD_SECS=20 bench/overload.sh
 #
-# The stack of bench/stack.sh (release build, everything on free loopback ports). On a machine
-# with two or more cores the stack is pinned to the last core and the load driver
-# (tests/examples/overload.rs) to the others, so offering 5× a capacity does not take the
-# CPU that capacity was measured with: SUT_CPUS and DRIVER_CPUS override this, and
-# SUT_CPUS= DRIVER_CPUS= (empty) turns pinning off. SUT_CPU_PERCENT=25 also gives the stack only
-# that share of its core (a CFS quota): one core of load driver cannot offer 5× what a whole
-# core of stack answers on the cheap endpoints (the driver then measures itself, and says so),
-# but it can offer 5× a quarter of it. The driver measures each endpoint's
-# capacity with a closed loop (CONCURRENCY clients), then offers FACTORS × that rate open-loop
-# (requests due on a fixed schedule, latency counted from the due time). See the driver's
-# header for every knob; the services run with their defaults (MAX_IN_FLIGHT, HASH_MAX_WAIT_MS,
-# CAPTCHA_MAX_CONCURRENT_RENDERS) unless STACK_ENV says otherwise. Last line:
-# `overload: N passed, N failed`.
+# The stack of bench/stack.sh (release build, everything on free loopback ports), laid out as
+# production has it: on a machine with two or more cores the stack is pinned to the last core
+# and the load driver (tests/examples/overload.rs) to the others, and the three services share
+# SERVICES_CPU_PERCENT (default 25) of the stack's core under a CFS quota, while nginx, Redis,
+# MariaDB and the sandbox keep the rest of it. So the capacity measured is the services', the
+# gateway has CPU of its own to refuse what exceeds it (`*_MAX_CONNS`, before proxying), and one
+# core of driver can offer 5× that capacity. SUT_CPUS and DRIVER_CPUS override the pinning
+# (SUT_CPUS= DRIVER_CPUS=, empty, turns it off), SERVICES_CPU_PERCENT= (empty) lifts the quota,
+# SUT_CPU_PERCENT puts the whole stack under one. The driver first measures its own ceiling
+# (nginx's cheapest answer), then each endpoint's capacity with a closed loop, then offers
+# FACTORS × that rate open-loop from a fixed set of keep-alive connections (requests due on a
+# fixed schedule, latency counted from the due time). See the driver's header for every knob;
+# the services run with their defaults (MAX_IN_FLIGHT, HASH_MAX_WAIT_MS,
+# CAPTCHA_MAX_CONCURRENT_RENDERS) unless STACK_ENV says otherwise, the gateway with
+# render.sh's `*_MAX_CONNS` unless they are set. Last line: `overload: N passed, N failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,13 +37,14 @@ if [ "$CORES" -ge 2 ]; then
   SUT_CPUS=${SUT_CPUS-$((CORES - 1))}
   DRIVER_CPUS=${DRIVER_CPUS-0-$((CORES - 2))}
 fi
+SERVICES_CPU_PERCENT=${SERVICES_CPU_PERCENT-25}
 # One HTTP worker per core the stack has.
 HTTP_WORKERS=${HTTP_WORKERS:-$(taskset -c "${SUT_CPUS:-0-$((CORES - 1))}" nproc)}
 stack_build -p tests --example overload
 trap 'bench_cleanup; stack_remove_cgroup' EXIT
 stack_up
 
-echo "machine: $CORES cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); stack on CPUs ${SUT_CPUS:-all} at ${SUT_CPU_PERCENT:-100}% of one CPU (HTTP_WORKERS=$HTTP_WORKERS), driver on ${DRIVER_CPUS:-all}; BCRYPT_COST=${BCRYPT_COST:-10}"
+echo "machine: $CORES cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); stack on CPUs ${SUT_CPUS:-all} (whole stack quota: ${SUT_CPU_PERCENT:-none}), the three services under a quota of ${SERVICES_CPU_PERCENT:-no}% of one CPU (HTTP_WORKERS=$HTTP_WORKERS), nginx/Redis/MariaDB/sandbox beside them without one; driver on ${DRIVER_CPUS:-all}; gateway max_conns verifications/users/register $(grep -o 'max_conns=[0-9]*' "$WORK/nginx/meiduo.conf" | cut -d= -f2 | paste -sd/); BCRYPT_COST=${BCRYPT_COST:-10}"
 stack_ceilings
 read -r -a dpin <<<"$(driver_pin)"
 GATEWAY="$GATEWAY" REDIS_URL="$REDIS_URL" "${dpin[@]}" "$BIN/examples/overload" | tee "$WORK/report.md"

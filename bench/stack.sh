@@ -10,8 +10,11 @@
 # `1`) pins every process of the stack to those CPUs with taskset, so a load driver pinned
 # elsewhere does not take their CPU.
 #
-# Every limit is far above the load (all traffic comes from 127.0.0.1); STACK_ENV adds or
-# overrides service variables (`NAME=value` words).
+# Every limit is far above the load (all traffic comes from 127.0.0.1, which the gateway's
+# per-client limits exempt); STACK_ENV adds or overrides service variables (`NAME=value`
+# words). The gateway is rendered by deploy/nginx/render.sh from this environment, so
+# VERIFICATIONS_MAX_CONNS, USERS_MAX_CONNS and REGISTER_MAX_CONNS set here apply to it (its
+# defaults otherwise).
 
 stack_build() { # extra cargo arguments (e.g. the driver example)
   PROFILE=${PROFILE:-release}
@@ -28,31 +31,51 @@ driver_pin() { [ -n "${DRIVER_CPUS:-}" ] && echo "taskset -c $DRIVER_CPUS"; true
 
 # SUT_CPU_PERCENT (e.g. 20): every process of the stack shares that share of one CPU (a CFS
 # quota in a cgroup of its own, 10 ms periods), so a load driver on the other CPUs can offer
-# several times the stack's capacity. Called by stack_up; the cgroup goes with the run.
-stack_limit_cpu() {
-  [ -n "${SUT_CPU_PERCENT:-}" ] || return 0
-  local cg_root
+# several times the stack's capacity. SERVICES_CPU_PERCENT does the same for the three services
+# alone (verifications-svc, users-svc, sms-worker; inside the stack's cgroup when both are set):
+# nginx, Redis, MariaDB and the sandbox keep the rest of their CPU, as a production gateway and
+# databases have their own cores, so what is measured is the services' capacity and the gateway
+# has the CPU to refuse what exceeds it. The cgroups go with the run (stack_remove_cgroup).
+cpu_cgroup_root() {
   if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
-    cg_root=/sys/fs/cgroup/cpu
-    STACK_CGROUP=$cg_root/meiduo-bench-$$
-    mkdir "$STACK_CGROUP"
-    echo 10000 >"$STACK_CGROUP/cpu.cfs_period_us"
-    echo $((SUT_CPU_PERCENT * 100)) >"$STACK_CGROUP/cpu.cfs_quota_us"
+    echo /sys/fs/cgroup/cpu
   elif [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
-    cg_root=/sys/fs/cgroup
-    STACK_CGROUP=$cg_root/meiduo-bench-$$
-    mkdir "$STACK_CGROUP"
-    echo "$((SUT_CPU_PERCENT * 100)) 10000" >"$STACK_CGROUP/cpu.max"
+    echo /sys/fs/cgroup
   else
-    echo "SUT_CPU_PERCENT needs the cgroup cpu controller (v1 or v2), not found" >&2; exit 1
+    echo "SUT_CPU_PERCENT and SERVICES_CPU_PERCENT need the cgroup cpu controller (v1 or v2), not found" >&2
+    exit 1
   fi
-  STACK_CGROUP_ROOT=$cg_root
 }
-# Start the stack's processes inside the cgroup (they inherit it from this shell) and leave it.
-stack_enter_cgroup() { [ -z "${STACK_CGROUP:-}" ] || echo $$ >"$STACK_CGROUP/cgroup.procs"; }
-stack_leave_cgroup() { [ -z "${STACK_CGROUP:-}" ] || echo $$ >"$STACK_CGROUP_ROOT/cgroup.procs"; }
-# After bench_cleanup stopped the processes: remove the cgroup.
-stack_remove_cgroup() { [ -z "${STACK_CGROUP:-}" ] || rmdir "$STACK_CGROUP" 2>/dev/null || true; }
+cpu_cgroup() { # parent percent: makes the cgroup, prints its path
+  local cg=$1/meiduo-bench-$$-$2
+  mkdir "$cg"
+  if [ -f "$cg/cpu.cfs_quota_us" ]; then
+    echo 10000 >"$cg/cpu.cfs_period_us"
+    echo $(($2 * 100)) >"$cg/cpu.cfs_quota_us"
+  else
+    [ "$1" = "$STACK_CGROUP_ROOT" ] || echo +cpu >"$1/cgroup.subtree_control"
+    echo "$(($2 * 100)) 10000" >"$cg/cpu.max"
+  fi
+  echo "$cg"
+}
+stack_limit_cpu() {
+  [ -n "${SUT_CPU_PERCENT:-}${SERVICES_CPU_PERCENT:-}" ] || return 0
+  STACK_CGROUP_ROOT=$(cpu_cgroup_root)
+  [ -z "${SUT_CPU_PERCENT:-}" ] || STACK_CGROUP=$(cpu_cgroup "$STACK_CGROUP_ROOT" "$SUT_CPU_PERCENT")
+  [ -z "${SERVICES_CPU_PERCENT:-}" ] ||
+    SERVICES_CGROUP=$(cpu_cgroup "${STACK_CGROUP:-$STACK_CGROUP_ROOT}" "$SERVICES_CPU_PERCENT")
+}
+# Move this shell (and so what it starts next) into a cgroup; empty: leave it where it is.
+enter_cgroup() { [ -z "$1" ] || echo $$ >"$1/cgroup.procs"; }
+stack_enter_cgroup() { enter_cgroup "${STACK_CGROUP:-}"; }
+stack_leave_cgroup() { enter_cgroup "${STACK_CGROUP_ROOT:-}"; }
+# After bench_cleanup stopped the processes: remove the cgroups (the inner one first).
+stack_remove_cgroup() {
+  local cg
+  for cg in "${SERVICES_CGROUP:-}" "${STACK_CGROUP:-}"; do
+    [ -z "$cg" ] || rmdir "$cg" 2>/dev/null || true
+  done
+}
 
 stack_up() {
   stack_limit_cpu
@@ -102,9 +125,11 @@ stack_processes() {
   )
   VER_PORT=$(free_port); USERS_PORT=$(free_port); WORKER_PORT=$(free_port)
   WORKER_CMD=(env "${SERVICE_ENV[@]}" PORT="$WORKER_PORT" "${pin[@]}" "$BIN/sms-worker")
+  enter_cgroup "${SERVICES_CGROUP:-}"
   stack_service verifications-svc "$VER_PORT"; VER_PID=$SVC_PID
   stack_service users-svc "$USERS_PORT"; USERS_PID=$SVC_PID
   stack_service sms-worker "$WORKER_PORT"; WORKER_PID=$SVC_PID
+  [ -z "${SERVICES_CGROUP:-}" ] || enter_cgroup "${STACK_CGROUP:-$STACK_CGROUP_ROOT}"
 
   GATEWAY_PORT=$(free_port)
   GATEWAY="http://127.0.0.1:$GATEWAY_PORT"

@@ -1,6 +1,6 @@
 # gateway: nginx in front of the services (docs/http-contract.md §1), serving the register page and
 # /openapi.json. The same template as `deploy/dev up` (deploy/nginx/meiduo.conf.template),
-# rendered at start by deploy/nginx/render.sh (the one renderer) with envsubst limited to its four
+# rendered at start by deploy/nginx/render.sh (the one renderer) with envsubst limited to its
 # variables, then nginx runs.
 #
 #   docker build -f deploy/docker/gateway.Dockerfile -t meiduo/gateway .
@@ -35,13 +35,17 @@ COPY --chmod=0755 deploy/nginx/render.sh /usr/local/bin/meiduo-render
 COPY deploy/web/*.html deploy/web/*.js deploy/web/*.css /usr/share/meiduo/web/
 COPY docs/openapi.json /usr/share/meiduo/web/openapi.json
 
-# The template's four variables, and where the renderer finds the template and writes the
-# config. Upstreams are compose service names (resolved when nginx starts, which is why compose
-# starts the gateway only after both services are healthy).
+# The template's variables, and where the renderer finds the template and writes the config.
+# Upstreams are compose service names (resolved when nginx starts, which is why compose starts
+# the gateway only after both services are healthy); requests in flight to each server, then
+# 503 + Retry-After: 1 (render.sh's defaults).
 ENV LISTEN=8080 \
     VERIFICATIONS_UPSTREAM=verifications-svc:8001 \
     USERS_UPSTREAM=users-svc:8002 \
     WEB_ROOT=/usr/share/meiduo/web \
+    VERIFICATIONS_MAX_CONNS=256 \
+    USERS_MAX_CONNS=256 \
+    REGISTER_MAX_CONNS=256 \
     MEIDUO_TEMPLATE=/etc/meiduo/meiduo.conf.template \
     MEIDUO_CONF_OUT=/etc/nginx/conf.d/meiduo.conf
 

@@ -5,8 +5,10 @@
 # variable; every variable must be set and not empty (NGINX_USER may be empty).
 #
 #   render.sh [gateway [OUT]]   meiduo.conf.template: LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM
-#                               WEB_ROOT, and REAL_IP_FROM if set (the container runs it with no
-#                               argument)
+#                               WEB_ROOT, REAL_IP_FROM if set, and VERIFICATIONS_MAX_CONNS,
+#                               USERS_MAX_CONNS, REGISTER_MAX_CONNS (requests in flight to one
+#                               server; default 256 each, 0 = no bound) (the container runs it
+#                               with no argument)
 #   render.sh local OUT         local.conf.template, the main config outside a container:
 #                               NGINX_DIR NGINX_USER NGINX_WORKERS NGINX_CONNECTIONS
 #
@@ -20,7 +22,19 @@ case "$kind" in
   gateway)
     template=${MEIDUO_TEMPLATE:-$here/meiduo.conf.template}
     out=${2:-${MEIDUO_CONF_OUT:-}}
-    required="LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM WEB_ROOT"
+    required="LISTEN VERIFICATIONS_UPSTREAM USERS_UPSTREAM WEB_ROOT VERIFICATIONS_MAX_CONNS USERS_MAX_CONNS REGISTER_MAX_CONNS"
+    # The gateway's load shedding (the upstreams' comment in the template says how to size it).
+    : "${VERIFICATIONS_MAX_CONNS:=256}" "${USERS_MAX_CONNS:=256}" "${REGISTER_MAX_CONNS:=256}"
+    for name in VERIFICATIONS_MAX_CONNS USERS_MAX_CONNS REGISTER_MAX_CONNS; do
+      eval "value=\$$name"
+      case "$value" in
+        '' | *[!0-9]*)
+          echo "$0: $name=$value is not a whole number" >&2
+          exit 2
+          ;;
+      esac
+      export "${name?}"
+    done
     optional="MEIDUO_REAL_IP"
     # REAL_IP_FROM: the CIDRs (comma or space separated) of trusted proxies in front of the
     # gateway; each becomes a set_real_ip_from line. Only address characters are accepted.

@@ -12,6 +12,7 @@ mod flow;
 mod gateway;
 mod openapi;
 mod proxy_hop;
+mod shedding;
 mod stack;
 mod startup;
 mod webdriver;

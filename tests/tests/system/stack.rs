@@ -67,12 +67,20 @@ pub struct Options {
     pub private_redis: bool,
     /// The gateway's `REAL_IP_FROM`: proxies in front of it whose X-Forwarded-For it believes.
     pub real_ip_from: Option<String>,
+    /// Other variables of the gateway template (e.g. `USERS_MAX_CONNS`), for render.sh.
+    pub gateway: BTreeMap<String, String>,
 }
 
 impl Options {
     /// Set one environment variable for every service.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Set one variable of the gateway template.
+    pub fn gateway(mut self, name: &str, value: &str) -> Self {
+        self.gateway.insert(name.to_owned(), value.to_owned());
         self
     }
 }
@@ -111,6 +119,27 @@ impl Process {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// SIGSTOP: the process stops reading its sockets; the kernel still accepts connections
+    /// for it, so a request sent to it is held, unanswered, until [`Process::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Process::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the process is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {}", self.name);
     }
 
     /// The log so far.
@@ -212,6 +241,7 @@ impl Stack {
             &workspace_root().join("deploy/web"),
             default_nginx_user(),
             options.real_ip_from.as_deref(),
+            &options.gateway,
         );
         let watchdog = watch_test_process(
             dir.path(),
@@ -468,10 +498,12 @@ pub fn spawn_nginx_with(
         web_root,
         user_directive,
         None,
+        &BTreeMap::new(),
     )
 }
 
-/// [`spawn_nginx_with`], the gateway believing X-Forwarded-For from `real_ip_from`.
+/// [`spawn_nginx_with`], the gateway believing X-Forwarded-For from `real_ip_from`, with the
+/// template's other variables from `extra`.
 fn spawn_gateway(
     dir: &Path,
     verifications_port: u16,
@@ -479,26 +511,25 @@ fn spawn_gateway(
     web_root: &Path,
     user_directive: &str,
     real_ip_from: Option<&str>,
+    extra: &BTreeMap<String, String>,
 ) -> Process {
     let nginx = find_binary("nginx", "nginx-light");
     let port = free_port();
     let conf_dir = dir.join("nginx");
     fs::create_dir_all(&conf_dir).expect("the nginx folder can be created");
     set_mode(&conf_dir, 0o755);
-    render_nginx(
-        "gateway",
-        &conf_dir.join("meiduo.conf"),
-        &[
-            ("LISTEN", format!("127.0.0.1:{port}")),
-            (
-                "VERIFICATIONS_UPSTREAM",
-                format!("127.0.0.1:{verifications_port}"),
-            ),
-            ("USERS_UPSTREAM", format!("127.0.0.1:{users_port}")),
-            ("WEB_ROOT", web_root.display().to_string()),
-            ("REAL_IP_FROM", real_ip_from.unwrap_or_default().to_owned()),
-        ],
-    );
+    let mut vars = vec![
+        ("LISTEN", format!("127.0.0.1:{port}")),
+        (
+            "VERIFICATIONS_UPSTREAM",
+            format!("127.0.0.1:{verifications_port}"),
+        ),
+        ("USERS_UPSTREAM", format!("127.0.0.1:{users_port}")),
+        ("WEB_ROOT", web_root.display().to_string()),
+        ("REAL_IP_FROM", real_ip_from.unwrap_or_default().to_owned()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    render_nginx("gateway", &conf_dir.join("meiduo.conf"), &vars);
     render_nginx(
         "local",
         &conf_dir.join("nginx.conf"),
