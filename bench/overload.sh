@@ -20,7 +20,7 @@
 # FACTORS × that rate open-loop from a fixed set of keep-alive connections (requests due on a
 # fixed schedule, latency counted from the due time). See the driver's header for every knob;
 # the services run with their defaults (MAX_IN_FLIGHT, HASH_MAX_WAIT_MS,
-# CAPTCHA_MAX_CONCURRENT_RENDERS) unless STACK_ENV says otherwise, the gateway with
+# CAPTCHA_RENDER_WAIT_MS) unless STACK_ENV says otherwise, the gateway with
 # render.sh's `*_MAX_CONNS` unless they are set. Last line: `overload: N passed, N failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,12 +38,14 @@ if [ "$CORES" -ge 2 ]; then
   DRIVER_CPUS=${DRIVER_CPUS-0-$((CORES - 2))}
 fi
 # 15% of a core: at 5× their capacity the refusals, the proxying, Redis and MariaDB then still
-# fit in the rest of the stack's core (at 25% nginx and the databases ran out of it on counts).
+# fit in the rest of the stack's core (at 25%, by nginx's ~25 µs a request, they would need about
+# all of it on counts; bench/RESULTS.md).
 SERVICES_CPU_PERCENT=${SERVICES_CPU_PERCENT-15}
 # The gateway's bound for verifications-svc, below its capacity here (about 750 captchas/s at
-# 15%) × CAPTCHA_RENDER_WAIT_MS (250): with render.sh's 256 a request waits longer than that for
-# a render slot and the service refuses it itself after the wait, on the CPU the capacity needs.
-# A whole core answers about ten times as many, for which 256 is right.
+# 15%) × CAPTCHA_RENDER_WAIT_MS (250): with render.sh's 256, more requests reach the service
+# than it can draw within that wait, and it refuses them itself, after the proxy hop and the
+# parsing the gateway's refusal saves, on the CPU the capacity needs (bench/RESULTS.md). A whole
+# core draws about ten times as many, for which 256 is right.
 export VERIFICATIONS_MAX_CONNS=${VERIFICATIONS_MAX_CONNS:-64}
 # One HTTP worker per core the stack has.
 HTTP_WORKERS=${HTTP_WORKERS:-$(taskset -c "${SUT_CPUS:-0-$((CORES - 1))}" nproc)}
