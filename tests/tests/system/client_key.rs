@@ -70,7 +70,10 @@ async fn ipv6_clients_are_one_client_per_64_at_the_gateway_and_in_the_services()
     let (status, _) = get_as(&stack, &path, "2001:db8:0:1::1").await;
     assert_eq!(status, 200, "another /64 has its own budget");
 
-    let log = stack.gateway_access_log();
+    // The last request's line is the last one written.
+    let log = stack
+        .gateway_access_log_with("2001:db8:0:1::1 key=2001:db8:0:1 ")
+        .await;
     let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(lines("2001:db8::1 key=2001:db8:0:0 "), allowed + 1, "{log}");
     assert_eq!(lines("2001:db8::2 key=2001:db8:0:0 "), 3, "{log}");

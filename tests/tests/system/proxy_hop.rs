@@ -123,7 +123,8 @@ async fn behind_an_extra_proxy_hop_each_client_keeps_its_own_limiter_key() {
         assert_eq!(stack.redis_get(shared_key).await, None, "{shared_key}");
     }
 
-    let log = stack.gateway_access_log();
+    stack.gateway_access_log_with("key=127.0.0.2 ").await;
+    let log = stack.gateway_access_log_with("key=127.0.0.3 ").await;
     assert!(log.contains("key=127.0.0.2 "), "{log}");
     assert!(log.contains("key=127.0.0.3 "), "{log}");
     let masked = format!("/sms_codes/{}****{}/", &m1[..3], &m1[7..]);

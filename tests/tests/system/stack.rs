@@ -271,6 +271,20 @@ impl Stack {
         fs::read_to_string(self.dir.path().join("nginx/access.log")).unwrap_or_default()
     }
 
+    /// The gateway's access log once it has a line containing `needle`: nginx writes a
+    /// request's line after sending its answer, so a client can read the answer first. Waits
+    /// up to ten seconds, then gives the log as it is.
+    pub async fn gateway_access_log_with(&self, needle: &str) -> String {
+        for _ in 0..1000 {
+            let log = self.gateway_access_log();
+            if log.contains(needle) {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.gateway_access_log()
+    }
+
     /// The gateway's error log so far.
     pub fn gateway_error_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("nginx/error.log")).unwrap_or_default()
