@@ -239,21 +239,7 @@ async fn sigterm_closes_every_pooled_database_connection_with_a_goodbye() {
     assert_eq!(db.query("SELECT username FROM tb_users"), "goodbye1");
     // Concurrent lookups on fresh connections (one client connection each), so that both
     // workers open several pooled connections.
-    let lookups = (0..16).map(|i| {
-        let http = harness::http_client();
-        let url = format!("{base}/usernames/someone{i}/count/");
-        async move {
-            let res = http.get(url).send().await.expect("answered");
-            (i, crate::helpers::status_and_json(res).await)
-        }
-    });
-    for (i, answer) in futures::future::join_all(lookups).await {
-        let name = format!("someone{i}");
-        assert_eq!(
-            answer,
-            (200, serde_json::json!({"username": name, "count": 0}))
-        );
-    }
+    counts_at_once(&base, "someone").await;
     let open = threads_connected(&db);
     assert!(open >= 3, "pooled connections open besides ours: {open}");
     let status = std::process::Command::new("kill")
@@ -307,21 +293,7 @@ async fn idle_pooled_connections_are_closed_with_a_goodbye_before_the_servers_wa
         ..crate::helpers::Options::env(&[("DB_MAX_IDLE_MS", "300")])
     })
     .await;
-    let lookups = (0..16).map(|i| {
-        let http = harness::http_client();
-        let url = format!("{}/usernames/idle{i}/count/", app.address);
-        async move {
-            let res = http.get(url).send().await.expect("answered");
-            (i, crate::helpers::status_and_json(res).await)
-        }
-    });
-    for (i, answer) in futures::future::join_all(lookups).await {
-        let name = format!("idle{i}");
-        assert_eq!(
-            answer,
-            (200, serde_json::json!({"username": name, "count": 0}))
-        );
-    }
+    counts_at_once(&app.address, "idle").await;
     // Closed by either side, the connections go: then every warning is in the log.
     for _ in 0..100 {
         if threads_connected(&db) == 1 {
@@ -338,4 +310,24 @@ async fn idle_pooled_connections_are_closed_with_a_goodbye_before_the_servers_wa
         (status, body),
         (200, serde_json::json!({"username": "idle0", "count": 0}))
     );
+}
+
+/// Sixteen username counts at once, each on a fresh client connection (so the service opens
+/// several pooled database connections), for `{prefix}0` … `{prefix}15`: each answers 200, 0.
+async fn counts_at_once(base: &str, prefix: &str) {
+    let lookups = (0..16).map(|i| {
+        let http = harness::http_client();
+        let url = format!("{base}/usernames/{prefix}{i}/count/");
+        async move {
+            let res = http.get(url).send().await.expect("answered");
+            (i, crate::helpers::status_and_json(res).await)
+        }
+    });
+    for (i, answer) in futures::future::join_all(lookups).await {
+        let name = format!("{prefix}{i}");
+        assert_eq!(
+            answer,
+            (200, serde_json::json!({"username": name, "count": 0}))
+        );
+    }
 }
