@@ -366,13 +366,22 @@ impl Backoff {
     }
 }
 
+/// What the detail of [`unreachable`]'s errors says after the client's name.
+const CANNOT_CONNECT: &str = ": cannot connect (";
+
 /// The error of a command that found no connection within the connect timeout.
 fn unreachable(name: &str, cause: &str) -> RedisError {
     RedisError::from((
         ErrorKind::Io,
         "Redis unreachable",
-        format!("{name}: cannot connect ({cause})"),
+        format!("{name}{CANNOT_CONNECT}{cause})"),
     ))
+}
+
+/// Whether `e` says the command found no connection: it never reached Redis, so a caller has
+/// nothing of it to undo (and, Redis being down, no round trip to spend on trying).
+pub fn never_sent(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Io && e.detail().is_some_and(|d| d.contains(CANNOT_CONNECT))
 }
 
 impl ConnectionLike for RedisClient {
@@ -461,6 +470,14 @@ mod tests {
             err.starts_with("Redis unreachable - Io: verify codes Redis at redis://127.0.0.1:1/0: cannot connect ("),
             "{err}"
         );
+        let err = redis::cmd("GET")
+            .arg("k")
+            .query_async::<Option<String>>(&mut client.replay(Replay::Never))
+            .await
+            .expect_err("unreachable");
+        assert!(never_sent(&err), "{err}");
+        let other = RedisError::from((ErrorKind::Io, "broken pipe"));
+        assert!(!never_sent(&other));
     }
 
     #[test]

@@ -15,33 +15,38 @@
 //! and, within it, stores the text; it runs while the picture is being drawn (see
 //! `domain::captcha::issue` for what a refused client costs).
 //!
-//! ## Round trips of `GET /sms_codes/` (three on success)
-//! 1. [`take_image_code`]: one Lua script GETDELs `img_{id}` (consumed whether right or wrong),
-//!    compares the answer, counts a wrong one under `rl:captcha_fail:{ip}` (1 h) and reports
-//!    whether `send_flag_{mobile}` exists, so the three 400s need one round trip. A client past
-//!    `CAPTCHA_FAILURES_PER_IP_PER_HOUR` wrong answers is refused (429) before the compare,
-//!    right answer or not, and its refusals are not counted.
-//! 2. [`claim_send`]: one Lua script, atomic: `SET send_flag NX EX 60` (the real guard: of any
-//!    number of concurrent requests exactly one gets past it); then the fixed-window counters:
-//!    the client limits `rl:sms_mobile:{mobile}` (24 h), `rl:sms_ip:{ip}`, `rl:sms_prefix:{first
-//!    7 digits}` and `rl:sms_subnet:{/24 or /48}` (1 h each; `{ip}` is
-//!    `shared::client_ip::limit_key`: an IPv6 client's /64), and the global budget
-//!    `rl:sms_budget:minute|hour|day` shared by every replica. All are decided together (each
-//!    counted with one `INCR`, and put back as it was if the send is refused): a send they all
-//!    allow counts against all of them. A send a client limit refuses (429) counts only
-//!    against the limit(s) that refused it (refused hits of that limit count too, as in
-//!    `shared::rate_limit`, so hammering does not help; but users behind one NAT who hit the IP
-//!    limit do not use up their own phones' daily quota) and never against the budget; a send
-//!    only the budget refuses (503) counts nowhere, so the budget counters are exactly the SMS
-//!    sent. Over a limit, the flag is given back; else `SETEX sms_{mobile} 300`, `SETEX
-//!    sms_owner_{mobile} 300 {ip}` (who asked: see users-svc's code check) and `DEL
-//!    sms_attempts_{mobile}`.
-//! 3. the apalis push (on the queue's own connection; task id = the request id, so a push
+//! ## Round trips of `GET /sms_codes/` (two on success)
+//! 1. [`claim_send`]: one Lua script, atomic:
+//!    - the captcha: `GETDEL img_{id}` (consumed whether right or wrong), the compare, a wrong
+//!      answer counted under `rl:captcha_fail:{ip}` (1 h). A client past
+//!      `CAPTCHA_FAILURES_PER_IP_PER_HOUR` wrong answers is refused (429) before the compare,
+//!      right answer or not, and its refusals are not counted;
+//!    - `SET send_flag NX EX 60` (the resend guard, and the real one: of any number of
+//!      concurrent requests exactly one gets past it);
+//!    - the fixed-window counters: the client limits `rl:sms_mobile:{mobile}` (24 h),
+//!      `rl:sms_ip:{ip}`, `rl:sms_prefix:{first 7 digits}` and `rl:sms_subnet:{/24 or /48}`
+//!      (1 h each; `{ip}` is `shared::client_ip::limit_key`: an IPv6 client's /64), and the
+//!      global budget `rl:sms_budget:minute|hour|day` shared by every replica. All are decided
+//!      together (each counted with one `INCR`, and put back as it was if the send is
+//!      refused): a send they all allow counts against all of them. A send a client limit
+//!      refuses (429) counts only against the limit(s) that refused it (refused hits of that
+//!      limit count too, as in `shared::rate_limit`, so hammering does not help; but users
+//!      behind one NAT who hit the IP limit do not use up their own phones' daily quota) and
+//!      never against the budget; a send only the budget refuses (503) counts nowhere, so the
+//!      budget counters are exactly the SMS sent. Over a limit, the flag is given back;
+//!    - else `SETEX sms_{mobile} 300`, `SETEX sms_owner_{mobile} 300 {ip}` (who asked: see
+//!      users-svc's code check) and `DEL sms_attempts_{mobile}`.
+//!
+//!    The checks run in the original's order (captcha missing, wrong, then "too frequent"), so
+//!    the 400s are the same. The captcha was a script of its own until 2026-12: a command
+//!    costs Redis about 11 µs before its first key (read, parse, reply; measured with
+//!    `redis-benchmark`, one command per read), the captcha's two commands far less.
+//! 2. the apalis push (on the queue's own connection; task id = the request id, so a push
 //!    that errors after Redis stored it is found by one exact lookup and not undone).
 //!
 //! The claim also returns the code it replaced (its wrong-guess counter and owner) with their
 //! PTTLs, and the budget counters, at no extra round trip. If the push fails, [`release_send`]
-//! (a fourth round trip, only then) gives back the flag and puts that previous code back with
+//! (a third round trip, only then) gives back the flag and puts that previous code back with
 //! the life it had left (or deletes the new code if there was none), each only if the key still
 //! holds this request's value, and refunds every counter hit: a queue outage neither sends a
 //! code nor wipes the one the user already has, and the user can simply retry.
@@ -136,40 +141,6 @@ pub async fn issue_image_code(
     })
 }
 
-static TAKE_IMAGE_CODE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
--- KEYS: img, send_flag, rl captcha_fail; ARGV: the answer lower-cased, failure limit, window
-local text = redis.call('GETDEL', KEYS[1])
-if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[2]) then
-  return {'limited', math.max(redis.call('TTL', KEYS[3]), 1)}
-end
-if not text then return {'invalid', 0} end
--- string.lower is ASCII only: the stored text is ASCII (ours and the original's captchas), so
--- this is Python's str.lower() on both sides, the answer having been lowered by the caller.
-if string.lower(text) ~= ARGV[1] then
-  local n = redis.call('INCR', KEYS[3])
-  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
-  return {'wrong', n}
-end
-return {'right', redis.call('EXISTS', KEYS[2])}
-",
-    )
-});
-
-/// What round trip 1 found; the captcha is consumed in every case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Taken {
-    /// The client is past its wrong-answer limit: refused without looking at the answer.
-    Limited { retry_after: u64 },
-    /// No captcha under the id (expired, used, never issued).
-    Invalid,
-    /// The answer does not match; counted, this many wrong answers in the window now.
-    Wrong { failures: u64 },
-    /// The answer matches; `recently_sent`: `send_flag_{mobile}` exists.
-    Right { recently_sent: bool },
-}
-
 /// `rl:{scope}:{limit_key}` of a client, `unknown` when there is no address.
 fn client_key(scope: &str, ip: Option<IpAddr>, key: fn(IpAddr) -> String) -> String {
     keys::rate_limit(
@@ -178,54 +149,36 @@ fn client_key(scope: &str, ip: Option<IpAddr>, key: fn(IpAddr) -> String) -> Str
     )
 }
 
-/// GETDEL `img_{id}`, compare `answer`, count a wrong one for `ip`, check `send_flag_{mobile}`:
-/// atomically, in one round trip.
-pub async fn take_image_code(
-    conn: &RedisClient,
-    id: &ImageCodeId,
-    mobile: &Mobile,
-    answer: &str,
-    ip: Option<IpAddr>,
-    failure_limit: u64,
-) -> redis::RedisResult<Taken> {
-    let (verdict, n): (String, u64) = TAKE_IMAGE_CODE
-        .key(keys::image_code(id))
-        .key(keys::send_flag(mobile))
-        .key(client_key(
-            CAPTCHA_FAIL_SCOPE,
-            ip,
-            shared::client_ip::limit_key,
-        ))
-        .arg(answer.to_lowercase())
-        .arg(failure_limit)
-        .arg(IP_WINDOW_SECS)
-        // Not resent: GETDEL consumes the captcha and a wrong answer is counted; a second run
-        // would find no captcha (a wrong 400) and count twice.
-        .invoke_async(&mut conn.replay(Replay::Never))
-        .await?;
-    Ok(match verdict.as_str() {
-        "limited" => Taken::Limited { retry_after: n },
-        "invalid" => Taken::Invalid,
-        "wrong" => Taken::Wrong { failures: n },
-        _ => Taken::Right {
-            recently_sent: n == 1,
-        },
-    })
-}
-
 static CLAIM_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
--- KEYS: send_flag, sms code, attempts, owner, then one counter per limit: first the client
---       limits, then the budget windows
--- ARGV: request id, flag ttl, code, code ttl, owner, number of client limits, then
---       (limit, window) per counter
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return {0, 0, 0, false, -2, false, -2, false, {}}
+-- KEYS: img, rl captcha_fail, send_flag, sms code, attempts, owner, then one counter per
+--       limit: first the client limits, then the budget windows
+-- ARGV: the answer lower-cased, captcha failure limit, its window, request id, flag ttl, code,
+--       code ttl, owner, number of client limits, then (limit, window) per counter
+-- Statuses: 0 flag taken, 1 claimed, 2 client limit, 3 budget, 4 captcha limit, 5 no captcha,
+--           6 wrong answer (each refusal returns the same shape, the unused fields empty).
+local function refusal(status, a, b)
+  return {status, a or 0, b or 0, false, -2, false, -2, false, {}}
 end
-local first, clients = 5, tonumber(ARGV[6])
-local function limit(i) return tonumber(ARGV[7 + 2 * (i - first)]) end
-local function window(i) return ARGV[8 + 2 * (i - first)] end
+-- The captcha first, consumed whether right or wrong.
+local text = redis.call('GETDEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then
+  return refusal(4, math.max(redis.call('TTL', KEYS[2]), 1))
+end
+if not text then return refusal(5) end
+-- string.lower is ASCII only: the stored text is ASCII (ours and the original's captchas), so
+-- this is Python's str.lower() on both sides, the answer having been lowered by the caller.
+if string.lower(text) ~= ARGV[1] then
+  local n = redis.call('INCR', KEYS[2])
+  if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+  return refusal(6, n)
+end
+-- The resend guard: of any number of concurrent requests exactly one gets past it.
+if not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'EX', ARGV[5]) then return refusal(0) end
+local first, clients = 7, tonumber(ARGV[9])
+local function limit(i) return tonumber(ARGV[10 + 2 * (i - first)]) end
+local function window(i) return ARGV[11 + 2 * (i - first)] end
 local function is_client(i) return i < first + clients end
 -- Count first, decide after, undo on a refusal (the script is atomic, so nobody sees the
 -- undone counts): a send that every counter allows, the common case, costs one INCR per
@@ -261,19 +214,24 @@ if refused then
       wait = math.max(wait, ttl)
     end
   end
-  redis.call('DEL', KEYS[1])
-  return {client_refused and 2 or 3, wait, mask, false, -2, false, -2, false, {}}
+  redis.call('DEL', KEYS[3])
+  return refusal(client_refused and 2 or 3, wait, mask)
 end
 -- What the new code replaces, so that a failed queue push can put it back (release_send)
--- without another round trip on the success path.
-local prev_code = redis.call('GET', KEYS[2])
-local prev_code_pttl = redis.call('PTTL', KEYS[2])
-local prev_attempts = redis.call('GET', KEYS[3])
-local prev_attempts_pttl = redis.call('PTTL', KEYS[3])
-local prev_owner = redis.call('GET', KEYS[4])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4])
-redis.call('DEL', KEYS[3])
+-- without another round trip on the success path. Without a code (a first send, or the last
+-- one expired) its counter and owner are not needed: one PTTL instead of five reads.
+local prev_code, prev_attempts, prev_attempts_pttl, prev_owner = false, false, -2, false
+local prev_code_pttl = redis.call('PTTL', KEYS[4])
+if prev_code_pttl ~= -2 then
+  prev_code = redis.call('GET', KEYS[4])
+  prev_attempts = redis.call('GET', KEYS[5])
+  prev_attempts_pttl = redis.call('PTTL', KEYS[5])
+  prev_owner = redis.call('GET', KEYS[6])
+end
+redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[7])
+redis.call('SET', KEYS[6], ARGV[8], 'EX', ARGV[7])
+-- Also without a code: a counter left by an expired code must not carry over to this one.
+redis.call('DEL', KEYS[5])
 return {1, 0, 0, prev_code, prev_code_pttl, prev_attempts, prev_attempts_pttl, prev_owner, counts}
 ",
     )
@@ -367,9 +325,18 @@ impl BudgetWindow {
 pub struct Claim<'a> {
     pub mobile: &'a Mobile,
     pub ip: Option<IpAddr>,
+    /// The captcha the request answered: the claim consumes it, right or wrong.
+    pub captcha: Captcha<'a>,
     pub code: &'a SmsCode,
     /// Stored as the flag's value, so only this request can give the flag back.
     pub request_id: uuid::Uuid,
+}
+
+/// A captcha id and the text the user typed for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Captcha<'a> {
+    pub id: &'a ImageCodeId,
+    pub answer: &'a str,
 }
 
 const CLIENT_LIMITS: [LimitHit; 4] = [
@@ -458,9 +425,15 @@ impl std::fmt::Debug for Previous {
     }
 }
 
-/// What round trip 2 decided.
+/// What the claim decided; the captcha is consumed in every case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
+    /// The client is past its wrong-answer limit: refused without looking at the answer.
+    CaptchaLimited { retry_after: u64 },
+    /// No captcha under the id (expired, used, never issued).
+    NoCaptcha,
+    /// The answer does not match; counted, this many wrong answers in the window now.
+    WrongAnswer { failures: u64 },
     /// The flag is ours and the code is stored; `previous` is the code it replaced, if any;
     /// `budget_used`: the budget counters after this send, in [`BudgetWindow::ALL`] order.
     Claimed {
@@ -479,7 +452,7 @@ pub enum ClaimOutcome {
     },
 }
 
-/// `CLAIM_SEND`'s answer: status, retry-after, refusal mask, then the previous code, its PTTL,
+/// `CLAIM_SEND`'s answer: status, retry-after (or wrong answers), refusal mask, then the previous code, its PTTL,
 /// its wrong guesses, their PTTL, its owner, and the counters after this request.
 type ClaimReply = (
     i64,
@@ -493,18 +466,28 @@ type ClaimReply = (
     Vec<u64>,
 );
 
-/// Claim the send flag, count the limits and the budget, store the code: atomically, one
-/// round trip.
+/// Take the captcha (count a wrong answer), claim the send flag, count the limits and the
+/// budget, store the code: atomically, one round trip.
 pub async fn claim_send(
     conn: &RedisClient,
     claim: &Claim<'_>,
     limits: SendLimits,
 ) -> redis::RedisResult<ClaimOutcome> {
     let mut script = CLAIM_SEND.prepare_invoke();
+    script
+        .key(keys::image_code(claim.captcha.id))
+        .key(client_key(
+            CAPTCHA_FAIL_SCOPE,
+            claim.ip,
+            shared::client_ip::limit_key,
+        ));
     for key in claim.code_keys() {
         script.key(key);
     }
     script
+        .arg(claim.captcha.answer.to_lowercase())
+        .arg(limits.captcha_failures_per_ip_per_hour)
+        .arg(IP_WINDOW_SECS)
         .arg(claim.request_id.to_string())
         .arg(keys::SEND_FLAG_TTL_SECS)
         .arg(claim.code.as_str())
@@ -514,8 +497,8 @@ pub async fn claim_send(
     for (key, limit, window) in claim.counters(limits) {
         script.key(key).arg(limit).arg(window);
     }
-    // Not resent: a second run finds its own flag (SET NX) and answers "too frequent", and
-    // counts the limits again; the caller releases what a lost run may have taken.
+    // Not resent: a second run finds no captcha (GETDEL), or its own flag (SET NX), and
+    // counts again; the caller releases what a lost run may have taken.
     let reply: ClaimReply = script.invoke_async(&mut conn.replay(Replay::Never)).await?;
     Ok(claim_outcome(reply))
 }
@@ -540,6 +523,9 @@ fn claim_outcome(reply: ClaimReply) -> ClaimOutcome {
                 counts.get(CLIENT_LIMITS.len() + i).copied().unwrap_or(0)
             }),
         },
+        4 => ClaimOutcome::CaptchaLimited { retry_after: wait },
+        5 => ClaimOutcome::NoCaptcha,
+        6 => ClaimOutcome::WrongAnswer { failures: wait },
         2 => ClaimOutcome::Limited {
             // The first refusing limit: bit i is CLIENT_LIMITS[i].
             hit: CLIENT_LIMITS[(mask.trailing_zeros() as usize).min(CLIENT_LIMITS.len() - 1)],

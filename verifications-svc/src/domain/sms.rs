@@ -18,7 +18,7 @@ use shared::queue::SmsStorage;
 use shared::redis_client::RedisClient;
 
 use crate::store::{
-    self, BudgetWindow, Claim, ClaimOutcome, LimitHit, Previous, SendLimits, Taken,
+    self, BudgetWindow, Captcha, Claim, ClaimOutcome, LimitHit, Previous, SendLimits,
 };
 
 /// `图片验证码无效`: no captcha stored under the id (never issued, expired or already used).
@@ -212,11 +212,14 @@ impl SmsCodes {
         request: &SendRequest,
         ip: Option<IpAddr>,
     ) -> Result<Sent, SendError> {
-        self.check_captcha(mobile, request, ip).await?;
         let code = random_code();
         let claim = Claim {
             mobile,
             ip,
+            captcha: Captcha {
+                id: &request.image_code_id,
+                answer: &request.text,
+            },
             code: &code,
             request_id: uuid::Uuid::new_v4(),
         };
@@ -227,37 +230,7 @@ impl SmsCodes {
         Ok(Sent { budget_used })
     }
 
-    /// Round trip 1: consume the captcha, compare, count a wrong answer, check the resend flag.
-    async fn check_captcha(
-        &self,
-        mobile: &Mobile,
-        request: &SendRequest,
-        ip: Option<IpAddr>,
-    ) -> Result<(), SendError> {
-        let taken = store::take_image_code(
-            &self.redis,
-            &request.image_code_id,
-            mobile,
-            &request.text,
-            ip,
-            self.limits.captcha_failures_per_ip_per_hour,
-        )
-        .await
-        .map_err(|e| SendError::Unavailable(e.into()))?;
-        match taken {
-            Taken::Limited { retry_after } => Err(SendError::CaptchaLimited { retry_after }),
-            Taken::Invalid => Err(SendError::ImageCodeInvalid),
-            Taken::Wrong { .. } => Err(SendError::ImageCodeWrong),
-            Taken::Right {
-                recently_sent: true,
-            } => Err(SendError::TooFrequent),
-            Taken::Right {
-                recently_sent: false,
-            } => Ok(()),
-        }
-    }
-
-    /// Round trip 2: the flag, the limits, the budget and the code, atomically.
+    /// Round trip 1: the captcha, the flag, the limits, the budget and the code, atomically.
     async fn claim(
         &self,
         claim: &Claim<'_>,
@@ -268,6 +241,11 @@ impl SmsCodes {
                 previous,
                 budget_used,
             }) => Ok((previous, budget_used)),
+            Ok(ClaimOutcome::CaptchaLimited { retry_after }) => {
+                Err(SendError::CaptchaLimited { retry_after })
+            }
+            Ok(ClaimOutcome::NoCaptcha) => Err(SendError::ImageCodeInvalid),
+            Ok(ClaimOutcome::WrongAnswer { .. }) => Err(SendError::ImageCodeWrong),
             Ok(ClaimOutcome::FlagTaken) => Err(SendError::TooFrequent),
             Ok(ClaimOutcome::Limited { hit, retry_after }) => {
                 Err(SendError::Limited { hit, retry_after })
@@ -283,15 +261,18 @@ impl SmsCodes {
                 })
             }
             Err(e) => {
-                // The script may or may not have run (a timeout): give back what may be ours,
-                // but refund no counter hit that may never have been counted.
-                self.release(claim, false, None, claimed_at).await;
+                // Once sent, the script may or may not have run (a timeout, a dropped
+                // connection): give back what may be ours, but refund no counter hit that may
+                // never have been counted.
+                if !shared::redis_client::never_sent(&e) {
+                    self.release(claim, false, None, claimed_at).await;
+                }
                 Err(SendError::Unavailable(e.into()))
             }
         }
     }
 
-    /// Round trip 3: push the job; on a failure that did not store it, undo the claim.
+    /// Round trip 2: push the job; on a failure that did not store it, undo the claim.
     async fn enqueue(
         &self,
         claim: &Claim<'_>,

@@ -277,7 +277,7 @@ async fn commands_during<F: Future<Output = ()>>(port: u16, during: F) -> Vec<St
 }
 
 #[tokio::test]
-async fn the_success_path_takes_three_redis_round_trips() {
+async fn the_success_path_takes_two_redis_round_trips() {
     let server = harness::RedisServer::start();
     let app = spawn_app_with(Options {
         redis_url: Some(server.url(1)),
@@ -311,7 +311,7 @@ async fn the_success_path_takes_three_redis_round_trips() {
         assert_eq!((status, body.as_str()), (200, OK));
     })
     .await;
-    assert_eq!(commands.len(), 3, "{commands:#?}");
+    assert_eq!(commands.len(), 2, "{commands:#?}");
     assert!(
         commands.iter().all(|c| c.contains("\"EVALSHA\"")),
         "{commands:#?}"

@@ -122,8 +122,9 @@ async fn a_queue_failure_is_a_503_that_gives_the_flag_code_and_limit_hits_back()
 /// previous code only while the key holds this request's code, and never an expired one.
 #[tokio::test]
 async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
+    use shared::domain::ImageCodeId;
     use shared::domain::{Mobile, SmsCode};
-    use verifications_svc::store::{self, Claim, ClaimOutcome, SendLimits};
+    use verifications_svc::store::{self, Captcha, Claim, ClaimOutcome, SendLimits};
 
     let app = spawn_app().await;
     let conn = store::connect(&app.redis.url(), Duration::from_secs(2)).expect("connect");
@@ -134,11 +135,23 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
         ..SendLimits::default()
     };
     let code = SmsCode::parse("654321").expect("code");
+    // Every claim answers the same captcha, stored again before each.
+    let captcha = ImageCodeId::parse(&new_id()).expect("id");
     let claim = |request_id| Claim {
         mobile: &mobile,
         ip: None,
+        captcha: Captcha {
+            id: &captcha,
+            answer: "ACDE",
+        },
         code: &code,
         request_id,
+    };
+    let seed_captcha = || {
+        let _: () = app
+            .redis_conn()
+            .set_ex(format!("img_{captcha}"), "ACDE", 300)
+            .expect("SETEX");
     };
     let seed = |value: &str, ttl: u64| {
         let _: () = app
@@ -149,6 +162,7 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
             .redis_conn()
             .del(format!("send_flag_{MOBILE}"))
             .expect("DEL");
+        seed_captcha();
     };
     let previous_of = |outcome: ClaimOutcome| match outcome {
         ClaimOutcome::Claimed { previous, .. } => previous,
@@ -211,6 +225,7 @@ async fn releasing_a_claim_restores_the_previous_code_only_over_its_own() {
         .redis_conn()
         .del(format!("send_flag_{MOBILE}"))
         .expect("DEL");
+    seed_captcha();
     let third = claim(uuid::Uuid::new_v4());
     let previous = previous_of(
         store::claim_send(&conn, &third, limits)
