@@ -1,7 +1,8 @@
 -- wrk script: GET /sms_codes/{mobile}/?image_code_id={id}&text=acde with a fresh mobile (so the
 -- 60 s resend guard never refuses) and a captcha id that bench/verifications.sh pre-seeded in
--- Redis as img_{id} = "ACDE" (so every request takes the full success path: GETDEL + compare +
--- flag check, claim script, apalis push). Thread t uses indexes t*STRIDE .. t*STRIDE+STRIDE-1.
+-- Redis as img_{id} = "ACDE" (so every request takes the full success path: the claim script
+-- with its captcha check, then the apalis push). Thread t uses indexes
+-- t*STRIDE .. t*STRIDE+STRIDE-1.
 local stride = tonumber(os.getenv("STRIDE") or "150000")
 local thread_count = 0
 

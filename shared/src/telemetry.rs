@@ -79,17 +79,27 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let request_id = request_id_from(req.headers().get(REQUEST_ID));
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    // The route is recorded once the router has matched it: asked before, actix matches the
+    // path against the patterns a second time (regex-lite); after, it is a lookup by the
+    // matched resource's index. So the lines a handler logs carry the
+    // request id and method, and the request's own line below carries the route too.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = tracing::field::Empty
+    );
     let started = Instant::now();
 
     let res = next.call(req).instrument(span.clone()).await?;
 
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    span.record("route", route.as_str());
     let status = res.status();
     let elapsed = started.elapsed();
     if let Some(m) = &metrics {
