@@ -1,8 +1,8 @@
 //! Code that two or more meiduo-auth crates need, and nothing else: configuration loading,
 //! telemetry, the DRF-compatible error body and its actix-web plumbing, newtypes parsed at the
 //! boundary (`Mobile`, `Username`, `ImageCodeId`, `SmsCode`), the Redis key names of the original
-//! tutorial, the `SendSmsCode` job payload, the small Redis building blocks (the one client, rate limit),
-//! and admission by expected wait for a bounded CPU step.
+//! tutorial, the `SendSmsCode` job payload, the small Redis building blocks (the one client,
+//! rate limit), and admission by expected wait for a bounded CPU step.
 //!
 //! No handlers and no SQL live here.
 

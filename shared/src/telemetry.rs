@@ -83,8 +83,8 @@ pub async fn observe(
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     // The route is recorded once the router has matched it: asked before, actix matches the
     // path against the patterns a second time (regex-lite); after, it is a lookup by the
-    // matched resource's index. So the lines a handler logs carry the
-    // request id and method, and the request's own line below carries the route too.
+    // matched resource's index. So the lines a handler logs carry the request id and method,
+    // and the request's own line below carries the route too.
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,

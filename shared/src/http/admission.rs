@@ -11,9 +11,9 @@
 //! (1024 per worker, `shared::config::Listen`) sits above what a dependency restart piles up:
 //! requests waiting out `REDIS_TIMEOUT_MS` for Redis to come back are in flight too, and
 //! shedding them would turn a restart the service rides through into 503s. The endpoints with
-//! an expensive step refuse earlier and more precisely on their own (the expected wait for
-//! a captcha render or a registration's hash, [`crate::expected_wait`]); this bound is for everything else and for all of them
-//! together. Probes and metrics are never shed: an overloaded process is alive and ready, and
+//! an expensive step refuse earlier and more precisely on their own (the expected wait for a
+//! captcha render or a registration's hash, [`crate::expected_wait`]); this bound is for
+//! everything else and for all of them together. Probes and metrics are never shed: an overloaded process is alive and ready, and
 //! restarting it or taking it out of rotation would only move its load onto the others.
 
 use std::sync::Arc;
