@@ -141,14 +141,6 @@ pub async fn issue_image_code(
     })
 }
 
-/// `rl:{scope}:{limit_key}` of a client, `unknown` when there is no address.
-fn client_key(scope: &str, ip: Option<IpAddr>, key: fn(IpAddr) -> String) -> String {
-    keys::rate_limit(
-        scope,
-        &ip.map_or_else(|| shared::client_ip::UNKNOWN_CLIENT.to_owned(), key),
-    )
-}
-
 static CLAIM_SEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -360,16 +352,17 @@ impl Claim<'_> {
     /// Every counter as (key, limit, window): the client limits in [`CLIENT_LIMITS`] order,
     /// then the budget in [`BudgetWindow::ALL`] order. An IPv6 client counts by its /64 (one
     /// subscriber holds a whole /64) and its /48, an IPv4-mapped address as the IPv4 it is.
-    fn counters(&self, limits: SendLimits) -> Vec<(String, u64, u64)> {
+    /// `client` is [`Claim::client`], computed once by the caller, which needs it too.
+    fn counters(&self, limits: SendLimits, client: &str) -> Vec<(String, u64, u64)> {
         let mobile = self.mobile.as_str();
-        let client = CLIENT_LIMITS.map(|hit| match hit {
+        let per_client = CLIENT_LIMITS.map(|hit| match hit {
             LimitHit::Mobile => (
                 keys::rate_limit(keys::SMS_MOBILE_SCOPE, mobile),
                 limits.per_mobile_per_day,
                 MOBILE_WINDOW_SECS,
             ),
             LimitHit::Ip => (
-                client_key(IP_SCOPE, self.ip, shared::client_ip::limit_key),
+                keys::rate_limit(IP_SCOPE, client),
                 limits.per_ip_per_hour,
                 IP_WINDOW_SECS,
             ),
@@ -379,7 +372,13 @@ impl Claim<'_> {
                 IP_WINDOW_SECS,
             ),
             LimitHit::Subnet => (
-                client_key(SUBNET_SCOPE, self.ip, shared::client_ip::subnet_key),
+                keys::rate_limit(
+                    SUBNET_SCOPE,
+                    &self.ip.map_or_else(
+                        || shared::client_ip::UNKNOWN_CLIENT.to_owned(),
+                        shared::client_ip::subnet_key,
+                    ),
+                ),
                 limits.per_subnet_per_hour,
                 IP_WINDOW_SECS,
             ),
@@ -391,11 +390,12 @@ impl Claim<'_> {
                 w.secs(),
             )
         });
-        client.into_iter().chain(budget).collect()
+        per_client.into_iter().chain(budget).collect()
     }
 
-    /// The owner's value: the client's limit key, as users-svc computes it.
-    fn owner(&self) -> String {
+    /// The client's limit key: its captcha-failure and per-IP counters' name, and the code
+    /// owner's value (as users-svc computes it).
+    fn client(&self) -> String {
         shared::client_ip::limit_key_of(self.ip)
     }
 }
@@ -473,14 +473,11 @@ pub async fn claim_send(
     claim: &Claim<'_>,
     limits: SendLimits,
 ) -> redis::RedisResult<ClaimOutcome> {
+    let client = claim.client();
     let mut script = CLAIM_SEND.prepare_invoke();
     script
         .key(keys::image_code(claim.captcha.id))
-        .key(client_key(
-            CAPTCHA_FAIL_SCOPE,
-            claim.ip,
-            shared::client_ip::limit_key,
-        ));
+        .key(keys::rate_limit(CAPTCHA_FAIL_SCOPE, &client));
     for key in claim.code_keys() {
         script.key(key);
     }
@@ -492,9 +489,9 @@ pub async fn claim_send(
         .arg(keys::SEND_FLAG_TTL_SECS)
         .arg(claim.code.as_str())
         .arg(keys::SMS_CODE_TTL_SECS)
-        .arg(claim.owner())
+        .arg(&client)
         .arg(CLIENT_LIMITS.len());
-    for (key, limit, window) in claim.counters(limits) {
+    for (key, limit, window) in claim.counters(limits, &client) {
         script.key(key).arg(limit).arg(window);
     }
     // Not resent: a second run finds no captcha (GETDEL), or its own flag (SET NX), and
@@ -622,7 +619,7 @@ pub async fn release_send(
         script.key(key);
     }
     // The limits only name the keys here; any values give the same ones.
-    for (key, _, _) in claim.counters(SendLimits::default()) {
+    for (key, _, _) in claim.counters(SendLimits::default(), &claim.client()) {
         script.key(key);
     }
     script
