@@ -29,13 +29,7 @@ async fn a_full_upstream_is_refused_at_once_with_the_shed_503_and_its_slot_comes
 
     // The next lookup is refused by nginx itself, without waiting for the held one.
     let refused = Reply::of(client.get(stack.url("/mobiles/13800138000/count/"))).await;
-    assert_eq!(refused.status, 503);
-    assert_eq!(refused.content_type, "application/json");
-    assert_eq!(
-        refused.json(),
-        json!({"detail": "服务暂时不可用，请稍后重试"})
-    );
-    assert_eq!(refused.header("retry-after"), Some("1"));
+    refused.assert_refusal(503, "服务暂时不可用，请稍后重试", "1");
     assert!(
         stack
             .gateway_error_log()

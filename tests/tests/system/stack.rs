@@ -662,6 +662,19 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Asserts a refusal in the contract's shape: exactly `status`, JSON `{"detail": detail}`
+    /// and `Retry-After: retry_after`.
+    pub fn assert_refusal(&self, status: u16, detail: &str, retry_after: &str) {
+        assert_eq!(
+            (self.status, self.content_type.as_str()),
+            (status, "application/json"),
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.json(), serde_json::json!({ "detail": detail }));
+        assert_eq!(self.header("retry-after"), Some(retry_after));
+    }
 }
 
 /// The steps of the meiduo flow, through the gateway.
