@@ -19,6 +19,8 @@
 //! the code from the inbox, `POST /users/`, `GET /usernames/{name}/count/`. Each request is
 //! recorded with its start time, status, whether a 503 carried `Retry-After`, and latency.
 
+mod report;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+
+use report::{env_f64, quantile, statuses};
 
 /// One request as the user saw it.
 #[derive(Debug, Clone)]
@@ -60,13 +64,6 @@ struct Settings {
     fault: f64,
     code_wait: f64,
     faults: Vec<(String, String)>,
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn env_string(name: &str) -> anyhow::Result<String> {
@@ -338,14 +335,6 @@ async fn inject(run: Arc<Run>) -> Vec<(String, f64, f64)> {
     done
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 const ENDPOINTS: [&str; 5] = [
     "image_codes",
     "sms_codes",
@@ -405,22 +394,12 @@ fn latency(records: &[Record], endpoint: &str, from: f64, to: f64) -> String {
         return "-".to_owned();
     }
     ms.sort_by(f64::total_cmp);
-    format!("{:.1}/{:.1}", percentile(&ms, 50.0), percentile(&ms, 99.0))
+    format!("{:.1}/{:.1}", quantile(&ms, 0.50), quantile(&ms, 0.99))
 }
 
-fn statuses(w: &Window) -> String {
-    let mut text = w
-        .by_status
-        .iter()
-        .map(|(s, n)| {
-            if *s == 0 {
-                format!("{n}×none")
-            } else {
-                format!("{n}×{s}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+/// Answers by status, and the 503s by endpoint.
+fn window_statuses(w: &Window) -> String {
+    let mut text = statuses(&w.by_status);
     if !w.refused_by_endpoint.is_empty() {
         let by: Vec<String> = w
             .refused_by_endpoint
@@ -504,7 +483,7 @@ fn judge(run: &Run, name: &str, at: f64, records: &[Record], sms: &[Sms]) -> Ver
     let row = format!(
         "| {name} | {} | {} | {} | {} | {accepted}/{delivered} (slowest {slowest:.1} s) | {:.1} s | {} | {} | {} | {} |",
         if passed { "pass" } else { "FAIL" },
-        statuses(&w),
+        window_statuses(&w),
         w.bad_5xx,
         w.refused_503,
         w.recovery,
@@ -528,7 +507,7 @@ fn report(run: &Run, injected: &[(String, f64, f64)], dups: (usize, usize)) -> (
     let (accepted, delivered, _) = sms_fate(&sms, 0.0, run.settings.warmup);
     println!(
         "| warm-up (no fault) | - | {} | {} | {} | {accepted}/{delivered} | - | {} | {} | {} | {} |",
-        statuses(&calm),
+        window_statuses(&calm),
         calm.bad_5xx,
         calm.refused_503,
         latency(&records, "sms_codes", 0.0, run.settings.warmup),
@@ -543,7 +522,11 @@ fn report(run: &Run, injected: &[(String, f64, f64)], dups: (usize, usize)) -> (
     }
     let all = window(&records, 0.0, f64::MAX);
     let (accepted, delivered, slowest) = sms_fate(&sms, 0.0, f64::MAX);
-    println!("\noverall: {} requests: {}", all.total, statuses(&all));
+    println!(
+        "\noverall: {} requests: {}",
+        all.total,
+        window_statuses(&all)
+    );
     println!(
         "overall: sent again after the gateway closed a kept-alive connection unanswered (as browsers do): {}",
         run.resent.load(Ordering::Relaxed)

@@ -29,6 +29,8 @@
 //! itself (`img_{uuid}`, as a person who read the picture would answer), `register` gets SMS
 //! codes stored as verifications-svc stores them (`sms_{mobile}`).
 
+mod report;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+
+use report::{env_f64, quantile, statuses};
 
 const CAPTCHA: &str = "ab12";
 const SMS_CODE: &str = "246810";
@@ -97,13 +101,6 @@ struct Settings {
     connections: usize,
     bound_ms: f64,
     register_bound_ms: f64,
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 impl Settings {
@@ -449,15 +446,6 @@ struct Summary {
     refused_p99: f64,
 }
 
-/// The `p` quantile of sorted `v` (NaN when empty).
-fn quantile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[(((v.len() - 1) as f64) * p).round() as usize]
-    }
-}
-
 fn summarize(endpoint: Endpoint, answers: &[Answer]) -> Summary {
     let mut by_status = BTreeMap::new();
     let (mut admitted, mut refused, mut bad) = (0, 0, 0);
@@ -491,17 +479,6 @@ fn summarize(endpoint: Endpoint, answers: &[Answer]) -> Summary {
     }
 }
 
-fn statuses(s: &Summary) -> String {
-    s.by_status
-        .iter()
-        .map(|(status, n)| match status {
-            0 => format!("{n}×none"),
-            _ => format!("{n}×{status}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The driver's ceiling: a closed loop on nginx's cheapest answer, req/s.
 async fn ceiling(driver: &Arc<Driver>) -> anyhow::Result<f64> {
     eprintln!(
@@ -512,7 +489,7 @@ async fn ceiling(driver: &Arc<Driver>) -> anyhow::Result<f64> {
     let rate = sum.admitted as f64 / CEILING_SECS;
     println!(
         "driver ceiling: {rate:.0} req/s (closed loop of {CEILING_CONNECTIONS} connections on nginx's /gateway/healthz, {}; p50/p99 {:.1}/{:.1} ms)",
-        statuses(&sum),
+        statuses(&sum.by_status),
         sum.p50,
         sum.p99
     );
@@ -533,7 +510,7 @@ async fn capacity(driver: &Arc<Driver>, endpoint: Endpoint) -> anyhow::Result<f6
     let capacity = base.admitted as f64 / s.capacity_secs;
     println!(
         "| {name} | capacity (closed loop c{clients}) | - | {capacity:.0} | 100% | {} | {} | {:.1}/{:.1}/{:.1} | - | - |",
-        statuses(&base),
+        statuses(&base.by_status),
         base.bad,
         base.p50,
         base.p99,
@@ -581,7 +558,7 @@ async fn measure(
         println!(
             "| {name} | {factor}× open loop | {rate:.0} | {goodput:.0} | {:.0}% | {} | {} | {:.1}/{:.1}/{:.1} | {:.1}/{:.1} | {verdict} (refused {}, answered within {took:.1} s) |",
             share * 100.0,
-            statuses(&sum),
+            statuses(&sum.by_status),
             sum.bad,
             sum.p50,
             sum.p99,
