@@ -26,6 +26,18 @@ pub fn find_binary(program: &str, debian_package: &str) -> PathBuf {
         })
 }
 
+/// Send `signal` (a name `kill` knows: `TERM`, `STOP`, `CONT`, ...) to process `pid`; whether
+/// it was delivered (not: the process is already gone). `kill(1)` rather than a libc binding:
+/// the tests need nothing else of it.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -295,10 +295,7 @@ impl Drop for RedisServer {
 
 /// SIGTERM a child and reap it; SIGKILL if it takes more than five seconds.
 pub fn terminate(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    crate::process::signal(child.id(), "TERM");
     for _ in 0..500 {
         if let Ok(Some(_)) = child.try_wait() {
             return;

@@ -532,12 +532,7 @@ impl WorkerProcess {
 
     /// Send SIGTERM.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        assert!(harness::process::signal(self.child.id(), "TERM"));
     }
 
     /// Wait up to `timeout` for the exit code.

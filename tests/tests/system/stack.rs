@@ -105,10 +105,7 @@ impl Process {
     /// SIGTERM and wait up to `within` for the exit status (None: still running, then killed).
     pub fn terminate_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        harness::process::signal(child.id(), "TERM");
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -124,22 +121,21 @@ impl Process {
     /// SIGSTOP: the process stops reading its sockets; the kernel still accepts connections
     /// for it, so a request sent to it is held, unanswered, until [`Process::resume`].
     pub fn pause(&self) {
-        self.signal("-STOP");
+        self.signal("STOP");
     }
 
     /// SIGCONT after [`Process::pause`].
     pub fn resume(&self) {
-        self.signal("-CONT");
+        self.signal("CONT");
     }
 
     fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("the process is running");
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal} {}", self.name);
+        assert!(
+            harness::process::signal(child.id(), signal),
+            "SIG{signal} to {}",
+            self.name
+        );
     }
 
     /// The log so far.

@@ -169,11 +169,7 @@ async fn sigterm_lets_an_in_flight_registration_finish_then_exits_0() {
         .send();
     let signal = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &service.0.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        assert!(harness::process::signal(service.0.id(), "TERM"));
     };
     let (res, ()) = tokio::join!(request, signal);
     assert_eq!(res.expect("answered, not cut off").status(), 201);
@@ -242,11 +238,7 @@ async fn sigterm_closes_every_pooled_database_connection_with_a_goodbye() {
     counts_at_once(&base, "someone").await;
     let open = threads_connected(&db);
     assert!(open >= 3, "pooled connections open besides ours: {open}");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    assert!(harness::process::signal(service.0.id(), "TERM"));
     let mut exit = None;
     for _ in 0..100 {
         exit = service.0.try_wait().expect("wait works");
